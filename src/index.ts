@@ -1,0 +1,9 @@
+/**
+ * ovfkit as a library: everything the CLI does is callable from here with
+ * typed results.
+ */
+
+export type { ErrorLocation } from "./errors.js";
+export { isOvfkitError, OvfkitError } from "./errors.js";
+export * from "./formats/index.js";
+export { formatSize, parseSize } from "./util/size.js";
