@@ -1,0 +1,80 @@
+import type { Argv, CommandModule } from "yargs";
+import { convert, driverFor, openDisk } from "../formats/index.js";
+import { formatOption, runCommand } from "./common.js";
+import { describeWriterOptions, parseWriterOptions, wantsOptionHelp } from "./options.js";
+import { createProgress } from "./progress.js";
+
+interface ConvertArgs {
+  src: string;
+  dst: string;
+  f?: string;
+  O: string;
+  o?: string[];
+  p?: boolean;
+  force?: boolean;
+  threads?: number;
+}
+
+/**
+ * `ovfkit convert`: streams SRC into DST in another format. The output is
+ * written to a hidden temporary file beside DST and renamed at the end, so
+ * an error or Ctrl-C leaves nothing behind (see formats/output.ts).
+ */
+export const convertCommand: CommandModule<object, ConvertArgs> = {
+  command: "convert <src> <dst>",
+  describe: "convert an image to another format (streaming, sparse, atomic)",
+  builder: (yargs: Argv) =>
+    yargs
+      .positional("src", { type: "string", demandOption: true, describe: "source image" })
+      .positional("dst", { type: "string", demandOption: true, describe: "destination image" })
+      .options({
+        ...formatOption,
+        O: {
+          alias: "output-format",
+          type: "string",
+          demandOption: true,
+          describe: "output format (raw, vpc/vhd, vmdk, vhdx, qcow2)",
+        },
+        o: {
+          alias: "options",
+          type: "string",
+          array: true,
+          describe: "output format options key=value,... (-o help lists them)",
+        },
+        p: {
+          alias: "progress",
+          type: "boolean",
+          describe: "show a progress bar even when stderr is not a terminal",
+        },
+        force: { type: "boolean", default: false, describe: "overwrite an existing DST" },
+        threads: { type: "number", describe: "worker threads for compression (default: all cores)" },
+      })
+      .example("$0 convert -O vpc disk.raw disk.vhd", "raw to dynamic VHD")
+      .example("$0 convert -O vpc -o subformat=fixed disk.vmdk azure.vhd", "a fixed VHD")
+      .example("$0 convert -O raw -p --force disk.vhd disk.raw", "with a progress bar, replacing disk.raw")
+      .example("$0 convert -O vmdk -o help x y", "list the vmdk writer's options") as Argv<ConvertArgs>,
+  handler: (args) =>
+    runCommand(async () => {
+      const driver = driverFor(args.O);
+      const options = parseWriterOptions(args.o);
+      if (wantsOptionHelp(options)) {
+        process.stdout.write(describeWriterOptions(driver));
+        return 0;
+      }
+      const source = await openDisk(args.src, { format: args.f });
+      const progress = createProgress("convert", { forced: args.p });
+      try {
+        await convert(source, args.dst, {
+          format: driver.name,
+          options,
+          overwrite: args.force,
+          threads: args.threads,
+          progress: (done, total) => progress.update(done, total),
+        });
+      } finally {
+        progress.stop();
+        await source.close();
+      }
+      return 0;
+    }),
+};
