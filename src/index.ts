@@ -6,4 +6,5 @@
 export type { ErrorLocation } from "./errors.js";
 export { isOvfkitError, OvfkitError } from "./errors.js";
 export * from "./formats/index.js";
+export * from "./ovf/index.js";
 export { formatSize, parseSize } from "./util/size.js";
