@@ -45,6 +45,8 @@ export const compareCommand: CommandModule<object, CompareArgs> = {
         process.exitCode = COMPARE_EXIT.different;
         return;
       }
+      // qemu-img warns about a size difference even when the extra part holds only zeros.
+      if (a.virtualSize !== b.virtualSize) process.stdout.write("Warning: Image size mismatch!\n");
       const result = await compareDisks(a, b);
       if (result.identical) {
         process.stdout.write("Images are identical.\n");

@@ -9,7 +9,7 @@ interface ConvertArgs {
   dst: string;
   f?: string;
   O: string;
-  o?: string[];
+  o?: string | string[];
   p?: boolean;
   force?: boolean;
   threads?: number;
@@ -38,7 +38,7 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
         o: {
           alias: "options",
           type: "string",
-          array: true,
+          // not `array: true`: that would swallow the positionals after -o; repeated -o still gives an array
           describe: "output format options key=value,... (-o help lists them)",
         },
         p: {

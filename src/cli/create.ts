@@ -10,7 +10,7 @@ interface CreateArgs {
   file: string;
   size?: string;
   f: string;
-  o?: string[];
+  o?: string | string[];
   b?: string;
   force?: boolean;
 }
@@ -48,7 +48,7 @@ export const createCommand: CommandModule<object, CreateArgs> = {
         o: {
           alias: "options",
           type: "string",
-          array: true,
+          // not `array: true`: that would swallow the positionals after -o; repeated -o still gives an array
           describe: "format options key=value,... (-o help lists them)",
         },
         b: {

@@ -3,7 +3,7 @@ import { writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Argv, CommandModule } from "yargs";
-import { asOvfkitError } from "../errors.js";
+import { isOvfkitError } from "../errors.js";
 import {
   checkDisk,
   compareDisks,
@@ -140,8 +140,12 @@ async function attempt(ctx: DemoContext, what: string, work: () => Promise<unkno
   try {
     await work();
   } catch (error) {
-    const e = asOvfkitError(error);
-    ctx.record("fail", what, `${e.code}: ${e.message}`);
+    const message = isOvfkitError(error)
+      ? `${error.code}: ${error.message}`
+      : error instanceof Error
+        ? error.message
+        : String(error);
+    ctx.record("fail", what, message);
   }
 }
 
