@@ -677,6 +677,39 @@ export class TarWriter {
     await this.write(paddingFor(fields.size));
   }
 
+  /**
+   * Adds a member whose data is not known yet (the manifest and
+   * certificate of a pack, whose digests come from files written after
+   * them): writes the header and `size` zero bytes, and returns the data
+   * offset for `fill`. Their sizes are known in advance (manifestLineLength,
+   * signedCertificateLength), so the archive is still written in one pass.
+   */
+  async reserve(fields: TarHeaderFields): Promise<number> {
+    const zeros = Buffer.alloc(Math.min(fields.size, 1024 * 1024));
+    const chunks = function* (): Generator<Buffer> {
+      for (let left = fields.size; left > 0; left -= zeros.length)
+        yield zeros.subarray(0, Math.min(left, zeros.length));
+    };
+    await this.add(fields, chunks());
+    return this.position - Math.ceil(fields.size / BLOCK) * BLOCK;
+  }
+
+  /** Writes the data of a reserved member in place. */
+  async fill(dataOffset: number, data: Uint8Array, reservedSize: number): Promise<void> {
+    if (data.length !== reservedSize) {
+      throw new OvfkitError(
+        "INTERNAL",
+        `reserved ${reservedSize} bytes for a member but its data is ${data.length} bytes`,
+        { file: this.path, offset: dataOffset },
+      );
+    }
+    let done = 0;
+    while (done < data.length) {
+      const { bytesWritten } = await this.handle.write(data, done, data.length - done, dataOffset + done);
+      done += bytesWritten;
+    }
+  }
+
   /** Writes the two zero blocks and pads to a whole 10 KiB record, then closes. */
   async finish(): Promise<void> {
     const end = this.position + 2 * BLOCK;
