@@ -7,6 +7,11 @@ import { demoCommand } from "./demo.js";
 import { infoCommand } from "./info.js";
 import { mapCommand } from "./map.js";
 import { resizeCommand } from "./resize.js";
+import { manifestCommand } from "./manifest.js";
+import { packCommand } from "./pack.js";
+import { signCommand } from "./sign.js";
+import { unpackCommand } from "./unpack.js";
+import { verifyCommand } from "./verify.js";
 
 /**
  * Every `ovfkit` command: one module each in src/cli/. Add a new command
@@ -22,4 +27,9 @@ export const COMMANDS: CommandModule<object, any>[] = [
   resizeCommand,
   mapCommand,
   demoCommand,
+  packCommand,
+  unpackCommand,
+  verifyCommand,
+  manifestCommand,
+  signCommand,
 ];
