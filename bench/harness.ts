@@ -1,0 +1,221 @@
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+/**
+ * The benchmark harness: runs each tool (ovfkit's own bin and a peer such
+ * as qemu-img) as a child process and measures its wall time and peak
+ * resident memory, so both are measured the same way in the same run.
+ */
+
+export interface Measurement {
+  wallSeconds: number;
+  /** Peak resident set size of the child, KiB. */
+  peakRssKiB: number;
+  exitCode: number;
+  stderr: string;
+}
+
+/** One tool's runs of a case (median time, worst memory). */
+export interface ToolResult {
+  tool: string;
+  command: string;
+  wallSeconds: number;
+  peakRssKiB: number;
+  runs: number;
+}
+
+export interface CaseResult {
+  name: string;
+  description: string;
+  /** The first entry is ovfkit; the others are peers, compared against it. */
+  tools: ToolResult[];
+  /** Why the case did not run (missing writer, missing peer...). */
+  skipped?: string;
+  /** Extra facts worth printing (verification, sizes). */
+  notes: string[];
+}
+
+export interface BenchContext {
+  /** Scratch folder for outputs (.tmp/bench). */
+  readonly work: string;
+  /** The package root (where package.json and bin/ovfkit are). */
+  readonly root: string;
+  /** Runs per tool; the median wall time is reported. */
+  readonly repeat: number;
+  /** `[node, bin/ovfkit]`: prefix of every ovfkit command line. */
+  readonly ovfkit: readonly string[];
+  hasTool(name: string): boolean;
+  log(line: string): void;
+}
+
+export interface BenchCase {
+  readonly name: string;
+  readonly description: string;
+  /** A reason not to run (printed), or undefined to run. */
+  skipReason?(ctx: BenchContext): string | undefined;
+  run(ctx: BenchContext): Promise<CaseResult>;
+}
+
+export interface BenchSuite {
+  readonly name: string;
+  readonly cases: readonly BenchCase[];
+}
+
+/** The package root: the nearest folder above this module with a package.json. */
+export function packageRoot(from = dirname(fileURLToPath(import.meta.url))): string {
+  let dir = from;
+  while (!existsSync(join(dir, "package.json"))) {
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error(`no package.json above ${from}`);
+    dir = parent;
+  }
+  return dir;
+}
+
+export function hasTool(name: string): boolean {
+  return spawnSync("sh", ["-c", `command -v ${name}`]).status === 0;
+}
+
+const GNU_TIME = "/usr/bin/time";
+/** GNU time's -v prints "Maximum resident set size (kbytes): N" (the kernel's ru_maxrss of the child). */
+const hasGnuTime = existsSync(GNU_TIME) && spawnSync(GNU_TIME, ["-v", "true"]).status === 0;
+
+/** How peak memory is measured here (printed with the results). */
+export const rssMethod = hasGnuTime
+  ? "GNU time -v (ru_maxrss of the child)"
+  : "polling /proc/PID/status VmHWM every 20 ms";
+
+/** Runs `command args` once and measures it. */
+export function measure(command: string, args: readonly string[]): Promise<Measurement> {
+  return hasGnuTime ? measureWithGnuTime(command, args) : measureByPolling(command, args);
+}
+
+function measureWithGnuTime(command: string, args: readonly string[]): Promise<Measurement> {
+  return new Promise((resolve, reject) => {
+    const start = process.hrtime.bigint();
+    const child = spawn(GNU_TIME, ["-v", command, ...args], { stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    child.stderr.on("data", (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
+    child.on("error", reject);
+    child.on("close", (code) => {
+      const wallSeconds = Number(process.hrtime.bigint() - start) / 1e9;
+      const match = /Maximum resident set size \(kbytes\): (\d+)/.exec(stderr);
+      const report = stderr.indexOf("\tCommand being timed:");
+      resolve({
+        wallSeconds,
+        peakRssKiB: match ? Number(match[1]) : Number.NaN,
+        exitCode: code ?? -1,
+        stderr: report >= 0 ? stderr.slice(0, report) : stderr,
+      });
+    });
+  });
+}
+
+function measureByPolling(command: string, args: readonly string[]): Promise<Measurement> {
+  return new Promise((resolve, reject) => {
+    const start = process.hrtime.bigint();
+    const child = spawn(command, args, { stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    let peak = 0;
+    child.stderr.on("data", (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
+    const timer = setInterval(() => {
+      try {
+        const status = readFileSync(`/proc/${child.pid}/status`, "utf8");
+        const hwm = /VmHWM:\s+(\d+) kB/.exec(status);
+        if (hwm) peak = Math.max(peak, Number(hwm[1]));
+      } catch {
+        // the child just exited
+      }
+    }, 20);
+    child.on("error", reject);
+    child.on("close", (code) => {
+      clearInterval(timer);
+      resolve({
+        wallSeconds: Number(process.hrtime.bigint() - start) / 1e9,
+        peakRssKiB: peak,
+        exitCode: code ?? -1,
+        stderr,
+      });
+    });
+  });
+}
+
+/**
+ * Runs a tool `ctx.repeat` times (`prepare` before each run, e.g. to delete
+ * the previous output) and reports the median wall time and the highest
+ * peak RSS. A failing run aborts the case: figures of a failed run mean nothing.
+ */
+export async function measureTool(
+  ctx: BenchContext,
+  tool: string,
+  argv: readonly string[],
+  prepare: () => void = () => {},
+): Promise<ToolResult> {
+  const times: number[] = [];
+  let peak = 0;
+  for (let i = 0; i < ctx.repeat; i++) {
+    prepare();
+    const m = await measure(argv[0]!, argv.slice(1));
+    if (m.exitCode !== 0) {
+      throw new Error(`${tool} failed (exit ${m.exitCode}): ${argv.join(" ")}\n${m.stderr}`);
+    }
+    times.push(m.wallSeconds);
+    peak = Math.max(peak, m.peakRssKiB);
+    ctx.log(
+      `  ${tool} run ${i + 1}/${ctx.repeat}: ${m.wallSeconds.toFixed(2)} s, ${(m.peakRssKiB / 1024).toFixed(0)} MiB`,
+    );
+  }
+  times.sort((a, b) => a - b);
+  return {
+    tool,
+    command: argv.map((a) => a.replace(`${ctx.root}/`, "")).join(" "),
+    wallSeconds: times[Math.floor(times.length / 2)]!,
+    peakRssKiB: peak,
+    runs: times.length,
+  };
+}
+
+/** The machine the figures were measured on (printed with them, copied into BENCHMARKS.md). */
+export function machineDescription(): string[] {
+  const cpuinfo = existsSync("/proc/cpuinfo") ? readFileSync("/proc/cpuinfo", "utf8") : "";
+  const model = /model name\s*:\s*(.+)/.exec(cpuinfo)?.[1]?.trim() ?? "unknown CPU";
+  const qemu = spawnSync("qemu-img", ["--version"], { encoding: "utf8" }).stdout?.split("\n")[0] ?? "";
+  return [
+    `date: ${new Date().toISOString()}`,
+    `cpu: ${model}, ${availableParallelism()} cores (nproc)`,
+    `node: ${process.version}`,
+    `peer: ${qemu || "qemu-img not installed"}`,
+    `peak RSS measured with: ${rssMethod}`,
+  ];
+}
+
+const MiB = (kib: number) => `${(kib / 1024).toFixed(0)} MiB`;
+
+/** A Markdown table: one row per case, ovfkit against its peer(s). */
+export function resultTable(results: readonly CaseResult[]): string {
+  const lines = [
+    "| case | tool | wall time (median) | time vs ovfkit | peak RSS |",
+    "|---|---|---:|---:|---:|",
+  ];
+  for (const r of results) {
+    if (r.skipped) {
+      lines.push(`| ${r.name} | skipped: ${r.skipped} | | | |`);
+      continue;
+    }
+    const base = r.tools[0];
+    for (const t of r.tools) {
+      const ratio = base ? `${(t.wallSeconds / base.wallSeconds).toFixed(2)}x` : "";
+      lines.push(
+        `| ${r.name} | ${t.tool} | ${t.wallSeconds.toFixed(2)} s | ${ratio} | ${MiB(t.peakRssKiB)} |`,
+      );
+    }
+  }
+  return lines.join("\n");
+}
