@@ -1,13 +1,47 @@
-import { OvfkitError } from "../errors.js";
-import type { FormatDriver } from "./driver.js";
+import type { FormatDriver, ProbeInput } from "./driver.js";
+import { checkVhd, resizeVhd } from "./vhd-check.js";
+import { FOOTER_SIZE, FOOTER_SIZE_OLD_VPC, footerChecksumOk, hasFooterCookie } from "./vhd-format.js";
+import { openVhd } from "./vhd-reader.js";
+import { VHD_WRITER_OPTIONS, writeVhd } from "./vhd-write.js";
 
-// Placeholder until the format lands: detection never picks it, opening says so.
+/**
+ * VHD (Virtual PC / Hyper-V, qemu's "vpc"): fixed, dynamic and
+ * differencing disks, read and written. Structures live in vhd-format.ts,
+ * the reader and parent-chain logic in vhd-reader.ts, the streaming writer
+ * in vhd-write.ts, `check` and `resize` in vhd-check.ts.
+ */
+
+/** A footer cookie with a valid checksum is certain; a cookie alone is a damaged VHD (open reports why). */
+function scoreFooter(buf: Buffer): number {
+  if (!hasFooterCookie(buf)) return 0;
+  return footerChecksumOk(buf) ? 100 : 50;
+}
+
+/**
+ * Fixed disks: footer in the last 512 bytes (or 511 for old Virtual PC);
+ * dynamic and differencing disks also carry a copy at offset 0.
+ */
+export function probeVhd(input: ProbeInput): number {
+  const { head, tail } = input;
+  let best = 0;
+  if (tail.length >= FOOTER_SIZE)
+    best = Math.max(best, scoreFooter(tail.subarray(tail.length - FOOTER_SIZE)));
+  if (tail.length >= FOOTER_SIZE_OLD_VPC) {
+    const old = tail.subarray(tail.length - FOOTER_SIZE_OLD_VPC);
+    if (hasFooterCookie(old) && footerChecksumOk(old)) best = 100;
+  }
+  if (head.length >= FOOTER_SIZE) best = Math.max(best, scoreFooter(head.subarray(0, FOOTER_SIZE)));
+  return best;
+}
+
 export const vhdDriver: FormatDriver = {
   name: "vpc",
   aliases: ["vhd"],
   description: "VHD (Virtual PC / Hyper-V) fixed, dynamic, differencing",
-  probe: () => 0,
-  async open(path) {
-    throw new OvfkitError("UNSUPPORTED_FORMAT", "vpc is not implemented yet", { file: path });
-  },
+  probe: probeVhd,
+  open: (path, options) => openVhd(path, options),
+  write: writeVhd,
+  check: checkVhd,
+  resize: resizeVhd,
+  writerOptions: VHD_WRITER_OPTIONS,
 };
