@@ -39,6 +39,11 @@ export interface CpuHost {
    * It may return a promise (disk I/O): the CPU then stops with `wait`.
    */
   hypercall(service: number, cpu: Cpu): void | Promise<void>;
+  /**
+   * True when the machine has a local APIC at the address in the APIC base
+   * MSR: CPUID.1:EDX bit 9 (APIC) is reported only then. (Added by the CPU.)
+   */
+  hasLocalApic?: boolean;
 }
 
 export interface Cpu {
