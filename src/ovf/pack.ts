@@ -31,6 +31,7 @@ import {
   type VerifyOptions,
   type VerifyReport,
 } from "./ova.js";
+import { setOvfAttribute } from "./ovf-attr.js";
 import { parseOvf, readDescriptorFile } from "./parse.js";
 import { serializeOvfBytes } from "./serialize.js";
 import { DEFAULT_MODE, DEFAULT_OWNER, type TarHeaderFields, TarReader, TarWriter } from "./tar.js";
@@ -56,8 +57,8 @@ export interface PackOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
-/** One tar member of a pack: a whole file or a byte range of one (a chunk). */
-interface PackMember {
+/** One tar member of a pack: a whole file or a byte range of one (a chunk, or a member of another OVA). */
+export interface PackMember {
   name: string;
   source: string;
   start: number;
@@ -169,7 +170,7 @@ function splitIntoChunks(envelope: OvfEnvelope, members: PackMember[], chunkSize
       out.push(member);
       continue;
     }
-    envelope.setOvfAttr(file.element, "chunkSize", String(chunkSize));
+    setOvfAttribute(envelope, file.element, "chunkSize", String(chunkSize));
     for (let i = 0, start = 0; start < member.size; i++, start += chunkSize) {
       out.push({
         ...member,
@@ -205,14 +206,50 @@ export async function packOva(
       file: descriptorPath,
     });
   }
-  const stem = descriptorName.slice(0, -4);
   const reproducible = options.reproducible ?? false;
   const envelope = parseOvf(await readDescriptorFile(descriptorPath), { file: descriptorPath });
-  let members = await plannedMembers(envelope, folder, descriptorPath, reproducible);
-  let descriptor: Buffer = await readFile(descriptorPath);
+  const members = await plannedMembers(envelope, folder, descriptorPath, reproducible);
+  const descriptor: Buffer = await readFile(descriptorPath);
+  const descriptorMtime = reproducible
+    ? reproducibleMtime()
+    : Math.floor((await stat(descriptorPath)).mtimeMs / 1000);
+  return writeOva(
+    { name: descriptorName, bytes: descriptor, mtime: descriptorMtime, envelope },
+    members,
+    outPath,
+    options,
+  );
+}
+
+/** The descriptor of an OVA being written: its bytes, or a model to serialise (after chunking). */
+export interface OvaDescriptor {
+  name: string;
+  bytes: Buffer;
+  mtime: number;
+  /** The parsed descriptor; needed only when `chunkSize` must be recorded in it. */
+  envelope?: OvfEnvelope;
+}
+
+/**
+ * Writes an OVA from a descriptor and byte ranges of other files (files of
+ * an OVF folder, or members of another OVA for edit/convert): one
+ * sequential pass, digests computed as the bytes are copied.
+ */
+export async function writeOva(
+  descriptorIn: OvaDescriptor,
+  membersIn: PackMember[],
+  outPath: string,
+  options: PackOptions = {},
+): Promise<PackResult> {
+  const descriptorName = descriptorIn.name;
+  const stem = descriptorName.replace(/\.[^.]*$/, "");
+  const reproducible = options.reproducible ?? false;
+  let members = membersIn;
+  let descriptor = descriptorIn.bytes;
   if (options.chunkSize !== undefined) {
-    members = splitIntoChunks(envelope, members, options.chunkSize);
-    descriptor = serializeOvfBytes(envelope);
+    if (!descriptorIn.envelope) throw new OvfkitError("INTERNAL", "chunking needs the parsed descriptor");
+    members = splitIntoChunks(descriptorIn.envelope, members, options.chunkSize);
+    descriptor = serializeOvfBytes(descriptorIn.envelope);
   }
   const algorithm = options.manifest === undefined ? "SHA256" : options.manifest;
   if (options.sign && !algorithm)
@@ -221,11 +258,10 @@ export async function packOva(
   const header = (name: string, size: number, mtime: number): TarHeaderFields => ({
     name,
     size,
-    mtime,
+    mtime: reproducible ? reproducibleMtime() : mtime,
     mode: DEFAULT_MODE,
     ...DEFAULT_OWNER,
   });
-  const descriptorMtime = reproducible ? now : Math.floor((await stat(descriptorPath)).mtimeMs / 1000);
   const mfName = `${stem}.mf`;
   const certName = `${stem}.cert`;
   const total = members.reduce((sum, m) => sum + m.size, 0);
@@ -237,7 +273,7 @@ export async function packOva(
         const result: PackResult = { output: outPath, members: [] };
         const digests: { name: string; digest: string }[] = [];
         const descriptorHash = new MultiHash(algorithm ? [algorithm] : []);
-        await writer.add(header(descriptorName, descriptor.length, descriptorMtime), [descriptor], (c) =>
+        await writer.add(header(descriptorName, descriptor.length, descriptorIn.mtime), [descriptor], (c) =>
           descriptorHash.update(c),
         );
         if (algorithm)
@@ -292,6 +328,70 @@ export async function packOva(
     },
     { overwrite: options.overwrite },
   );
+}
+
+/**
+ * The members an OVA holds for a descriptor's References (chunks
+ * included), as byte ranges of the OVA itself: what edit and convert copy
+ * into a new OVA without extracting anything.
+ */
+export async function membersOfOva(ovaPath: string, envelope: OvfEnvelope): Promise<PackMember[]> {
+  const reader = await TarReader.open(ovaPath, { ova: true });
+  const byName = new Map<string, PackMember>();
+  try {
+    for await (const m of reader.members()) {
+      byName.set(m.name, {
+        name: m.name,
+        source: ovaPath,
+        start: m.dataOffset,
+        size: m.size,
+        mtime: m.mtime,
+      });
+    }
+  } finally {
+    await reader.close();
+  }
+  const out: PackMember[] = [];
+  for (const file of envelope.files) {
+    if (!file.href) continue;
+    checkHref(file.href, ovaPath);
+    const whole = byName.get(file.href);
+    if (whole) {
+      out.push(whole);
+      continue;
+    }
+    let found = false;
+    for (let i = 0; byName.has(chunkName(file.href, i)); i++) {
+      out.push(byName.get(chunkName(file.href, i))!);
+      found = true;
+    }
+    if (!found) {
+      throw new OvfkitError(
+        "OVF_FILE_MISSING",
+        `${file.href} is referenced but not in ${basename(ovaPath)}`,
+        {
+          file: ovaPath,
+        },
+      );
+    }
+  }
+  return out;
+}
+
+/** Reads the descriptor (first .ovf member) of an OVA. */
+export async function descriptorOfOva(
+  ovaPath: string,
+): Promise<{ name: string; bytes: Buffer; mtime: number }> {
+  const reader = await TarReader.open(ovaPath, { ova: true });
+  try {
+    for await (const m of reader.members()) {
+      if (m.name.toLowerCase().endsWith(".ovf"))
+        return { name: m.name, bytes: await reader.readSmall(), mtime: m.mtime };
+    }
+  } finally {
+    await reader.close();
+  }
+  throw new OvfkitError("OVA_NO_DESCRIPTOR", "the OVA holds no .ovf descriptor", { file: ovaPath });
 }
 
 export interface UnpackOptions {
