@@ -1,6 +1,6 @@
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
-import { availableParallelism } from "node:os";
+import { availableParallelism, loadavg } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -148,8 +148,8 @@ function measureByPolling(command: string, args: readonly string[]): Promise<Mea
 }
 
 /**
- * Runs a tool `ctx.repeat` times (`prepare` before each run, e.g. to delete
- * the previous output) and reports the median wall time and the highest
+ * Runs a tool `ctx.repeat` times (`prepare` and `sync` before each run,
+ * e.g. to delete the previous output) and reports the median wall time and the highest
  * peak RSS. A failing run aborts the case: figures of a failed run mean nothing.
  */
 export async function measureTool(
@@ -162,6 +162,8 @@ export async function measureTool(
   let peak = 0;
   for (let i = 0; i < ctx.repeat; i++) {
     prepare();
+    // Flush the previous run's dirty pages so a run does not pay for its predecessor's writeback.
+    spawnSync("sync");
     const m = await measure(argv[0]!, argv.slice(1));
     if (m.exitCode !== 0) {
       throw new Error(`${tool} failed (exit ${m.exitCode}): ${argv.join(" ")}\n${m.stderr}`);
@@ -175,7 +177,7 @@ export async function measureTool(
   times.sort((a, b) => a - b);
   return {
     tool,
-    command: argv.map((a) => a.replace(`${ctx.root}/`, "")).join(" "),
+    command: argv.map((a) => (a === process.execPath ? "node" : a.replace(`${ctx.root}/`, ""))).join(" "),
     wallSeconds: times[Math.floor(times.length / 2)]!,
     peakRssKiB: peak,
     runs: times.length,
@@ -191,6 +193,10 @@ export function machineDescription(): string[] {
     `date: ${new Date().toISOString()}`,
     `cpu: ${model}, ${availableParallelism()} cores (nproc)`,
     `node: ${process.version}`,
+    // other work on the machine skews timings; say how busy it was
+    `load average at start (1/5/15 min): ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(" / ")}`,
     `peer: ${qemu || "qemu-img not installed"}`,
     `peak RSS measured with: ${rssMethod}`,
   ];
@@ -198,22 +204,30 @@ export function machineDescription(): string[] {
 
 const MiB = (kib: number) => `${(kib / 1024).toFixed(0)} MiB`;
 
-/** A Markdown table: one row per case, ovfkit against its peer(s). */
+/**
+ * A Markdown table, one row per case: ovfkit against its peer (the case's
+ * second tool; a case with more peers gets one more row per extra peer).
+ * The ratio is ovfkit's time divided by the peer's: below 1 means ovfkit is faster.
+ */
 export function resultTable(results: readonly CaseResult[]): string {
   const lines = [
-    "| case | tool | wall time (median) | time vs ovfkit | peak RSS |",
-    "|---|---|---:|---:|---:|",
+    "| case | ovfkit time | peer | peer time | ovfkit ÷ peer time | ovfkit peak RSS | peer peak RSS |",
+    "|---|---:|---|---:|---:|---:|---:|",
   ];
   for (const r of results) {
-    if (r.skipped) {
-      lines.push(`| ${r.name} | skipped: ${r.skipped} | | | |`);
+    const [ours, ...peers] = r.tools;
+    if (r.skipped || !ours) {
+      lines.push(`| ${r.name} | skipped: ${r.skipped ?? "no figures"} | | | | | |`);
       continue;
     }
-    const base = r.tools[0];
-    for (const t of r.tools) {
-      const ratio = base ? `${(t.wallSeconds / base.wallSeconds).toFixed(2)}x` : "";
+    const oursTime = `${ours.wallSeconds.toFixed(2)} s`;
+    if (peers.length === 0) {
+      lines.push(`| ${r.name} | ${oursTime} | (none) | | | ${MiB(ours.peakRssKiB)} | |`);
+    }
+    for (const peer of peers) {
+      const ratio = (ours.wallSeconds / peer.wallSeconds).toFixed(2);
       lines.push(
-        `| ${r.name} | ${t.tool} | ${t.wallSeconds.toFixed(2)} s | ${ratio} | ${MiB(t.peakRssKiB)} |`,
+        `| ${r.name} | ${oursTime} | ${peer.tool} | ${peer.wallSeconds.toFixed(2)} s | ${ratio} | ${MiB(ours.peakRssKiB)} | ${MiB(peer.peakRssKiB)} |`,
       );
     }
   }

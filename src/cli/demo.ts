@@ -1,7 +1,7 @@
 import { mkdirSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { basename, join, resolve } from "node:path";
 import type { Argv, CommandModule } from "yargs";
 import { isOvfkitError } from "../errors.js";
 import {
@@ -89,7 +89,7 @@ const makeSourceStep: DemoStep = {
   async run(ctx) {
     await writeDemoDisk(ctx.source);
     ctx.images.set("raw", ctx.source);
-    ctx.record("ok", "create", `${ctx.source} (${DEMO_DISK_MIB} MiB: text, random, zeros, mixed)`);
+    ctx.record("ok", "create", `${basename(ctx.source)} (${DEMO_DISK_MIB} MiB: text, random, zeros, mixed)`);
   },
 };
 
@@ -107,28 +107,29 @@ async function convertCheckCompare(
   } finally {
     await source.close();
   }
-  ctx.record("ok", `convert ${label}`, `${dest} (${formatSize(statSync(dest).blocks * 512)} on disk)`);
+  const name = basename(dest);
+  ctx.record("ok", `convert ${label}`, `${name} (${formatSize(statSync(dest).blocks * 512)} on disk)`);
 
   if (to.check) {
     const report = await checkDisk(dest, { format: to.name });
     const bad = report.findings.filter((f) => f.severity !== "warning");
     if (bad.length > 0) {
-      ctx.record("fail", `check ${dest}`, bad.map((f) => `${f.code}: ${f.message}`).join("; "));
+      ctx.record("fail", `check ${name}`, bad.map((f) => `${f.code}: ${f.message}`).join("; "));
       return false;
     }
-    ctx.record("ok", `check ${dest}`, "no errors");
+    ctx.record("ok", `check ${name}`, "no errors");
   } else {
-    ctx.record("skip", `check ${dest}`, `${to.name} has no structural check`);
+    ctx.record("skip", `check ${name}`, `${to.name} has no structural check`);
   }
 
   const [a, b] = [await openDisk(ctx.source, { format: "raw" }), await openDisk(dest, { format: to.name })];
   try {
     const result = await compareDisks(a, b);
     if (!result.identical) {
-      ctx.record("fail", `compare ${dest}`, `content mismatch at offset ${result.firstDifference}`);
+      ctx.record("fail", `compare ${name}`, `content mismatch at offset ${result.firstDifference}`);
       return false;
     }
-    ctx.record("ok", `compare ${dest}`, `identical to ${ctx.source}`);
+    ctx.record("ok", `compare ${name}`, `identical to ${basename(ctx.source)}`);
     return true;
   } finally {
     await a.close();
@@ -211,6 +212,7 @@ export async function runDemo(
       print(`${status.toUpperCase().padEnd(5)} ${what}${detail ? `: ${detail}` : ""}`);
     },
   };
+  print(`ovfkit demo in ${dir}`);
   for (const [index, step] of steps.entries()) {
     print(`== ${index + 1}/${steps.length} ${step.title}`);
     await attempt(ctx, step.title, () => step.run(ctx));

@@ -61,6 +61,12 @@ describe("ovfkit check", () => {
     const bytes = readFileSync(vhd);
     bytes[VHD_DYNAMIC_HEADER_OFFSET + VHD_DYNAMIC_HEADER_CHECKSUM] ^= 0xff;
     writeFileSync(vhd, bytes);
+    const info = ovfkit(["info", vhd]);
+    expect(info.status).toBe(1);
+    // the error names its code, the file and the byte offset of the damaged field (decimal and hex)
+    expect(info.stderr).toMatch(
+      new RegExp(`^ovfkit: VHD_[A-Z_]+: .+ \\(${vhd} at offset \\d+ \\(0x[0-9a-f]+\\)\\)\n$`),
+    );
     const result = ovfkit(["check", "--output", "json", "-f", "vpc", vhd]);
     if (result.status === 1) {
       // the driver may refuse to open it at all: still a typed error with the offset

@@ -41,6 +41,21 @@ describe("ovfkit create", () => {
     expect(info.format).toBe("vpc");
   });
 
+  const vpcParents = Boolean(driverFor("vpc").write && "parent" in (driverFor("vpc").writerOptions ?? {}));
+  it.runIf(vpcParents)("-b makes a differencing child that reads as its parent", () => {
+    const base = join(dir, "base.vhd");
+    const seed = join(dir, "seed.raw");
+    writeFileSync(seed, Buffer.alloc(2 * MIB, 0x5a));
+    expect(ovfkit(["convert", "-O", "vpc", seed, base]).status).toBe(0);
+    const child = join(dir, "child.vhd");
+    const result = ovfkit(["create", "-f", "vhd", "-b", "base.vhd", child]);
+    expect(result.status).toBe(0);
+    const info = JSON.parse(ovfkit(["info", "--output", "json", child]).stdout) as Record<string, unknown>;
+    expect(String(info["backing-filename"])).toContain("base.vhd");
+    expect(ovfkit(["compare", child, base]).status).toBe(0);
+    expect(ovfkit(["compare", child, seed]).status).toBe(0);
+  });
+
   it("refuses a bad size, an existing file and a backing file for raw", () => {
     const bad = ovfkit(["create", "-f", "raw", join(dir, "bad.raw"), "12 parsecs"]);
     expect(bad.status).toBe(1);
