@@ -176,7 +176,11 @@ describe.skipIf(noQemu !== "")(`ovfkit VHDs read by qemu-img ${noQemu}`, () => {
       qemuVhd,
     ]);
     expect(made.status, made.stderr).toBe(0);
-    for (const options of [{ subformat: "dynamic" }, { subformat: "fixed", force_size: "on" }]) {
+    const bigVariants: Record<string, string>[] = [
+      { subformat: "dynamic" },
+      { subformat: "fixed", force_size: "on" },
+    ];
+    for (const options of bigVariants) {
       const out = join(dir, `big-${options.subformat}.vhd`);
       await ovfkitWrite(qemuVhd, out, options);
       expect(qemuSize(out)).toBe(expectedSize(16 * GIB, options));
