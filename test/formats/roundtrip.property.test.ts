@@ -57,7 +57,11 @@ const diskArb = fc.record({
   seed: fc.integer(),
 });
 
-function bytesFor(run: fc.infer<typeof runArb>, length: number, seed: number): Buffer {
+function bytesFor(
+  run: { offset: number; byte: number; random: boolean },
+  length: number,
+  seed: number,
+): Buffer {
   if (!run.random) return Buffer.alloc(length, run.byte);
   const out = Buffer.allocUnsafe(length);
   let state = (seed ^ run.offset) >>> 0;
