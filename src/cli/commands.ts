@@ -4,11 +4,12 @@ import { compareCommand } from "./compare.js";
 import { convertCommand } from "./convert.js";
 import { createCommand } from "./create.js";
 import { demoCommand } from "./demo.js";
+import { envCommand } from "./env.js";
 import { infoCommand } from "./info.js";
-import { mapCommand } from "./map.js";
-import { resizeCommand } from "./resize.js";
 import { manifestCommand } from "./manifest.js";
+import { mapCommand } from "./map.js";
 import { packCommand } from "./pack.js";
+import { resizeCommand } from "./resize.js";
 import { signCommand } from "./sign.js";
 import { unpackCommand } from "./unpack.js";
 import { verifyCommand } from "./verify.js";
@@ -32,4 +33,5 @@ export const COMMANDS: CommandModule<object, any>[] = [
   verifyCommand,
   manifestCommand,
   signCommand,
+  envCommand,
 ];
