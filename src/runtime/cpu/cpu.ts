@@ -390,6 +390,7 @@ export class X86Cpu implements Cpu, CodeSource {
   /** Sets EIP in the current code segment (tests, diagnostics). */
   setEip(value: number): void {
     this.eip = value;
+    this.halted = false;
   }
   jumpReal(cs: number, ip: number): void {
     this.loadSegmentReal(1, cs);
@@ -3258,8 +3259,14 @@ export class X86Cpu implements Cpu, CodeSource {
         const dst = this.readRM(insn, size);
         const src = this.getReg(size, insn.reg);
         const sum = this.alu(0, size, dst, src);
-        this.writeRMAgain(insn, size, sum);
-        this.setReg(size, insn.reg, dst);
+        // SRC <- DEST, then DEST <- sum (so XADD r, r leaves the sum).
+        if (insn.rmIsReg) {
+          this.setReg(size, insn.reg, dst);
+          this.setReg(size, insn.rm, sum);
+        } else {
+          this.writeSized(size, this.ea, sum);
+          this.setReg(size, insn.reg, dst);
+        }
         return;
       }
       case 0xc7: {
