@@ -22,7 +22,11 @@ export interface Measurement {
 export interface ToolResult {
   tool: string;
   command: string;
+  /** Median wall time of the runs. */
   wallSeconds: number;
+  /** Fastest and slowest run: the spread says how much the machine's other work skewed the median. */
+  minSeconds: number;
+  maxSeconds: number;
   peakRssKiB: number;
   runs: number;
 }
@@ -179,6 +183,8 @@ export async function measureTool(
     tool,
     command: argv.map((a) => (a === process.execPath ? "node" : a.replace(`${ctx.root}/`, ""))).join(" "),
     wallSeconds: times[Math.floor(times.length / 2)]!,
+    minSeconds: times[0]!,
+    maxSeconds: times[times.length - 1]!,
     peakRssKiB: peak,
     runs: times.length,
   };
@@ -202,6 +208,12 @@ export function machineDescription(): string[] {
   ];
 }
 
+/** "0.65 s (0.60–0.90)": median, then fastest and slowest run. */
+function timeRange(t: ToolResult): string {
+  if (t.runs === 1) return `${t.wallSeconds.toFixed(2)} s`;
+  return `${t.wallSeconds.toFixed(2)} s (${t.minSeconds.toFixed(2)}–${t.maxSeconds.toFixed(2)})`;
+}
+
 const MiB = (kib: number) => `${(kib / 1024).toFixed(0)} MiB`;
 
 /**
@@ -211,7 +223,7 @@ const MiB = (kib: number) => `${(kib / 1024).toFixed(0)} MiB`;
  */
 export function resultTable(results: readonly CaseResult[]): string {
   const lines = [
-    "| case | ovfkit time | peer | peer time | ovfkit ÷ peer time | ovfkit peak RSS | peer peak RSS |",
+    "| case | ovfkit time: median (min–max) | peer | peer time: median (min–max) | ovfkit ÷ peer time | ovfkit peak RSS | peer peak RSS |",
     "|---|---:|---|---:|---:|---:|---:|",
   ];
   for (const r of results) {
@@ -220,14 +232,14 @@ export function resultTable(results: readonly CaseResult[]): string {
       lines.push(`| ${r.name} | skipped: ${r.skipped ?? "no figures"} | | | | | |`);
       continue;
     }
-    const oursTime = `${ours.wallSeconds.toFixed(2)} s`;
+    const oursTime = timeRange(ours);
     if (peers.length === 0) {
       lines.push(`| ${r.name} | ${oursTime} | (none) | | | ${MiB(ours.peakRssKiB)} | |`);
     }
     for (const peer of peers) {
       const ratio = (ours.wallSeconds / peer.wallSeconds).toFixed(2);
       lines.push(
-        `| ${r.name} | ${oursTime} | ${peer.tool} | ${peer.wallSeconds.toFixed(2)} s | ${ratio} | ${MiB(ours.peakRssKiB)} | ${MiB(peer.peakRssKiB)} |`,
+        `| ${r.name} | ${oursTime} | ${peer.tool} | ${timeRange(peer)} | ${ratio} | ${MiB(ours.peakRssKiB)} | ${MiB(peer.peakRssKiB)} |`,
       );
     }
   }

@@ -1,4 +1,5 @@
 import type { Argv, CommandModule } from "yargs";
+import { OvfkitError } from "../errors.js";
 import { convert, driverFor, openDisk } from "../formats/index.js";
 import { formatOption, runCommand } from "./common.js";
 import { describeWriterOptions, parseWriterOptions, wantsOptionHelp } from "./options.js";
@@ -55,6 +56,12 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
       .example("$0 convert -O vmdk -o help x y", "list the vmdk writer's options") as Argv<ConvertArgs>,
   handler: (args) =>
     runCommand(async () => {
+      if (args.threads !== undefined && !(Number.isInteger(args.threads) && args.threads >= 1)) {
+        throw new OvfkitError(
+          "BAD_ARGUMENT",
+          `--threads must be a whole number of at least 1 (got ${args.threads})`,
+        );
+      }
       const driver = driverFor(args.O);
       const options = parseWriterOptions(args.o);
       if (wantsOptionHelp(options)) {

@@ -103,6 +103,13 @@ describe("ovfkit convert", () => {
     expect(leftovers(dir)).toEqual([]);
   });
 
+  it("--threads must be a positive whole number", () => {
+    const result = ovfkit(["convert", "-O", "raw", "--threads", "0", source, join(dir, "threads.raw")]);
+    expect(result.status).toBe(1);
+    expect(result.stderr).toMatch(/^ovfkit: BAD_ARGUMENT: --threads must be/);
+    expect(existsSync(join(dir, "threads.raw"))).toBe(false);
+  });
+
   it("-p draws the progress bar on stderr even when it is not a terminal; stdout stays clean", () => {
     const result = ovfkit(["convert", "-p", "-O", "raw", source, join(dir, "progress.raw")]);
     expect(result.status).toBe(0);
