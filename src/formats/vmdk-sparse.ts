@@ -1,5 +1,5 @@
-import { promisify } from "node:util";
-import { inflate as inflateCallback, inflateSync } from "node:zlib";
+import { createRequire } from "node:module";
+import { inflateSync } from "node:zlib";
 import { OvfkitError } from "../errors.js";
 import type { CheckFinding } from "./disk.js";
 import type { RandomAccessFile } from "./file.js";
@@ -66,8 +66,10 @@ export const FOOTER_FROM_END = 3 * SECTOR;
 export const MAX_GD_BYTES = 64 * 1024 * 1024;
 /** Grain tables cached per extent (2 KiB each with 512 entries). */
 const GT_CACHE_TABLES = 1024;
-/** Decompressed grains cached per extent (sector-sized reads from the emulator hit the same grain). */
-const GRAIN_CACHE = 8;
+/** Decompressed grains cached per extent: a 1 MiB read's grains, and sector-sized reads hitting one grain. */
+const GRAIN_CACHE = 32;
+/** Compressed grains of one read closer together than this are fetched with a single read. */
+const MAX_SPAN_READ = 4 * 1024 * 1024;
 
 export interface SparseHeader {
   version: number;
@@ -202,28 +204,57 @@ export function metadataMarker(type: number, sectorsFollowing: number): Buffer {
   return buf;
 }
 
-const inflateAsync = promisify(inflateCallback);
-
-/** Inflates one zlib-format grain; zlib failures become VMDK_ZLIB_ERROR at `offset`. */
-export async function inflateGrain(
-  data: Buffer,
-  grainBytes: number,
-  file: string,
-  offset: number,
-): Promise<Buffer> {
-  try {
-    return await inflateAsync(data, { maxOutputLength: grainBytes });
-  } catch (error) {
-    throw zlibError(error, file, offset);
-  }
+/** zlib-sync's binding (only its Inflate class is used). */
+interface ZlibSyncInflate {
+  readonly result: Buffer | string | null;
+  readonly err: number;
+  readonly msg: string | null;
+  push(buffer: Buffer, flush?: boolean | number): void;
+}
+interface ZlibSyncModule {
+  Inflate: new (options?: { chunkSize?: number }) => ZlibSyncInflate;
+  Z_SYNC_FLUSH: number;
+  Z_STREAM_END: number;
 }
 
-export function inflateGrainSync(data: Buffer, grainBytes: number, file: string, offset: number): Buffer {
+/**
+ * zlib-sync inflates grains ~1.3x faster than node:zlib's inflateSync here
+ * (650-716 vs 460-674 MiB/s on the bench stream, docs/vmdk.md). It is a
+ * native addon: when it cannot load, node:zlib is used.
+ */
+const zlibSync: ZlibSyncModule | undefined = (() => {
   try {
-    return inflateSync(data, { maxOutputLength: grainBytes });
-  } catch (error) {
-    throw zlibError(error, file, offset);
+    return createRequire(import.meta.url)("zlib-sync") as ZlibSyncModule;
+  } catch {
+    return undefined;
   }
+})();
+
+/** Inflates one zlib-format grain; failures become VMDK_ZLIB_ERROR at `offset`. */
+export function inflateGrainSync(data: Buffer, grainBytes: number, file: string, offset: number): Buffer {
+  if (!zlibSync) {
+    try {
+      return inflateSync(data, { maxOutputLength: grainBytes });
+    } catch (error) {
+      throw zlibError(error, file, offset);
+    }
+  }
+  const inflater = new zlibSync.Inflate({ chunkSize: grainBytes });
+  inflater.push(data, zlibSync.Z_SYNC_FLUSH);
+  if (inflater.err !== zlibSync.Z_STREAM_END) {
+    const why = inflater.err < 0 ? (inflater.msg ?? `zlib error ${inflater.err}`) : "unexpected end of data";
+    throw zlibError(new Error(why), file, offset);
+  }
+  const result = inflater.result;
+  if (!Buffer.isBuffer(result)) throw zlibError(new Error("no output"), file, offset);
+  if (result.length > grainBytes) {
+    throw zlibError(
+      new Error(`inflates to ${result.length} bytes, more than a grain (${grainBytes})`),
+      file,
+      offset,
+    );
+  }
+  return result;
 }
 
 function zlibError(error: unknown, file: string, offset: number): OvfkitError {
@@ -251,6 +282,7 @@ export class SparseExtent {
   private readonly gd: Uint32Array;
   private readonly gtCache = new Map<number, Uint32Array>();
   private readonly grainCache = new Map<number, Buffer>();
+  private spanBuffer = Buffer.alloc(0);
 
   private constructor(
     readonly file: RandomAccessFile,
@@ -355,19 +387,6 @@ export class SparseExtent {
     data.copy(into, 0, inGrain, inGrain + length);
   }
 
-  /** Inflates several compressed grains concurrently (zlib on libuv's thread pool). */
-  async prefetch(grains: { g: number; sector: number }[]): Promise<void> {
-    const missing = grains.filter((x) => !this.grainCache.has(x.g));
-    if (missing.length < 2) return;
-    const loaded = await Promise.all(
-      missing.map(async (x) => {
-        const { payload, offset } = await this.compressedPayload(x.g, x.sector);
-        return { g: x.g, data: await inflateGrain(payload, this.grainBytes, this.path, offset) };
-      }),
-    );
-    for (const { g, data } of loaded) this.remember(g, padGrain(data, this.grainBytes));
-  }
-
   private async inflated(g: number, sector: number): Promise<Buffer> {
     const cached = this.grainCache.get(g);
     if (cached) return cached;
@@ -378,18 +397,51 @@ export class SparseExtent {
   }
 
   private remember(g: number, data: Buffer): void {
-    if (this.grainCache.size >= Math.max(GRAIN_CACHE, 32)) {
+    if (this.grainCache.size >= GRAIN_CACHE) {
       this.grainCache.delete(this.grainCache.keys().next().value as number);
     }
     this.grainCache.set(g, data);
   }
 
-  /** Reads a compressed grain's marker (LBA + size) and its zlib payload, checking both. */
-  async compressedPayload(g: number, sector: number): Promise<{ payload: Buffer; offset: number }> {
+  /**
+   * Inflates the compressed grains one read needs. Streams store grains in
+   * LBA order, so they usually sit side by side: one read of the whole span
+   * replaces two reads per grain (the I/O round trips, not zlib, were the
+   * cost of sequential reads).
+   */
+  async loadCompressed(grains: { g: number; sector: number }[]): Promise<void> {
+    const missing = grains.filter((x) => !this.grainCache.has(x.g));
+    if (missing.length === 0) return;
+    const sectors = missing.map((x) => x.sector);
+    const start = Math.min(...sectors) * SECTOR;
+    const end = Math.min(
+      this.file.size,
+      Math.max(...sectors) * SECTOR + this.grainLimit + GRAIN_MARKER_BYTES,
+    );
+    if (missing.length === 1 || end - start > MAX_SPAN_READ || start >= this.file.size) return;
+    if (this.spanBuffer.length < end - start) this.spanBuffer = Buffer.allocUnsafe(end - start);
+    const span = this.spanBuffer.subarray(0, await this.file.readAt(start, end - start, this.spanBuffer));
+    for (const { g, sector } of missing) {
+      const at = sector * SECTOR - start;
+      if (at + GRAIN_MARKER_BYTES > span.length) continue; // left to the per-grain path, which reports it
+      const size = span.readUInt32LE(at + MARKER_SIZE);
+      this.checkGrainMarker(g, sector, span.readBigUInt64LE(at + MARKER_VAL), size);
+      if (at + GRAIN_MARKER_BYTES + size > span.length) continue;
+      const payload = span.subarray(at + GRAIN_MARKER_BYTES, at + GRAIN_MARKER_BYTES + size);
+      this.remember(
+        g,
+        padGrain(inflateGrainSync(payload, this.grainBytes, this.path, sector * SECTOR), this.grainBytes),
+      );
+    }
+  }
+
+  /** A deflated grain is never much larger than the grain itself (stored blocks add 5 bytes per 64 KiB). */
+  private get grainLimit(): number {
+    return this.grainBytes + 1024 + Math.ceil(this.grainBytes / 1000);
+  }
+
+  private checkGrainMarker(g: number, sector: number, lba: bigint, size: number): void {
     const offset = sector * SECTOR;
-    const marker = await this.file.readExact(offset, GRAIN_MARKER_BYTES, `grain ${g} marker`);
-    const lba = marker.readBigUInt64LE(MARKER_VAL);
-    const size = marker.readUInt32LE(MARKER_SIZE);
     const expected = BigInt(g) * BigInt(this.header.grainSize);
     if (lba !== expected) {
       throw new OvfkitError(
@@ -398,8 +450,7 @@ export class SparseExtent {
         { file: this.path, offset },
       );
     }
-    // A deflated grain is never much larger than the grain itself (stored blocks add 5 bytes per 64 KiB).
-    const limit = this.grainBytes + 1024 + Math.ceil(this.grainBytes / 1000);
+    const limit = this.grainLimit;
     if (size === 0 || size > limit || offset + GRAIN_MARKER_BYTES + size > this.file.size) {
       throw new OvfkitError(
         "VMDK_GRAIN_OVERRUN",
@@ -409,6 +460,14 @@ export class SparseExtent {
         { file: this.path, offset: offset + MARKER_SIZE },
       );
     }
+  }
+
+  /** Reads a compressed grain's marker (LBA + size) and its zlib payload, checking both. */
+  async compressedPayload(g: number, sector: number): Promise<{ payload: Buffer; offset: number }> {
+    const offset = sector * SECTOR;
+    const marker = await this.file.readExact(offset, GRAIN_MARKER_BYTES, `grain ${g} marker`);
+    const size = marker.readUInt32LE(MARKER_SIZE);
+    this.checkGrainMarker(g, sector, marker.readBigUInt64LE(MARKER_VAL), size);
     const payload = await this.file.readExact(offset + GRAIN_MARKER_BYTES, size, `grain ${g} data`);
     return { payload, offset };
   }

@@ -238,13 +238,12 @@ class VmdkReader implements DiskReader {
     const states = [];
     for (let g = firstGrain; g <= lastGrain; g++) states.push(await ext.grain(g));
     if (ext.compressed) {
-      // Inflate the compressed grains of this read concurrently before copying them out.
       const wanted = [];
       for (let i = 0; i < states.length; i++) {
         const s = states[i]!;
         if (s.kind === "data") wanted.push({ g: firstGrain + i, sector: s.sector });
       }
-      await ext.prefetch(wanted);
+      await ext.loadCompressed(wanted);
     }
     for (let g = firstGrain; g <= lastGrain; g++) {
       const grainStart = g * gb;
