@@ -150,7 +150,8 @@ async function blockFindings(layout: VhdLayout, broken: Set<number>): Promise<Fi
     const entry = bat[index]!;
     if (entry === BAT_UNUSED || broken.has(index)) continue;
     const start = entry * SECTOR;
-    end = Math.max(end, start + layout.bitmapSize + blockPayloadBytes(layout, header.blockSize, index));
+    // Writers allocate whole blocks even where the disk ends inside the last one.
+    end = Math.max(end, Math.min(layout.location.payloadEnd, start + layout.bitmapSize + header.blockSize));
     const bitmap = await file.readExact(start, layout.bitmapSize, `sector bitmap of block ${index}`);
     if (isAllZero(bitmap)) {
       out.push({
@@ -161,9 +162,8 @@ async function blockFindings(layout: VhdLayout, broken: Set<number>): Promise<Fi
       });
     }
   }
-  // Whole blocks are allocated even when the disk ends inside the last one.
-  const slack = bat.length > 0 ? layout.bitmapSize + header.blockSize : 0;
-  if (layout.location.payloadEnd > end + slack) {
+  // Windows pads the space after the BAT and between blocks (alignment); only a gap that could hold a whole block is lost space.
+  if (layout.location.payloadEnd - end >= layout.bitmapSize + header.blockSize) {
     out.push({
       code: "VHD_DATA_AFTER_END",
       severity: "leak",

@@ -132,6 +132,21 @@ describe.skipIf(!hasCorpus)(`corrupted VHDs ${corpusSkipReason}`, () => {
     expect(report.findings).toMatchObject([{ code: "VHD_BLOCK_UNUSED", severity: "leak", offset: block0 }]);
   });
 
+  it("dynamic: space between the last block and the footer is a leak", async () => {
+    const path = copyOf(dynamic, "dyn-gap.vhd");
+    const size = statSync(path).size;
+    const footer = readBytes(path, size - FOOTER_SIZE, FOOTER_SIZE);
+    patchFile(path, size - FOOTER_SIZE, Buffer.alloc(FOOTER_SIZE));
+    patchFile(path, size - FOOTER_SIZE + 3 * 1024 * 1024, footer); // room for a whole block
+    const report = await checkDisk(path);
+    expect(report.findings).toMatchObject([
+      { code: "VHD_DATA_AFTER_END", severity: "leak", offset: size - FOOTER_SIZE },
+    ]);
+    const reader = await openDisk(path);
+    expect(await sha256OfReader(reader)).toBe(dynamicSha);
+    await reader.close();
+  });
+
   it("dynamic: truncated in the middle: the footer copy is used, the lost blocks are out of range", async () => {
     const path = copyOf(dynamic, "dyn-cut.vhd");
     truncateSync(path, Math.floor(statSync(path).size / 2));
