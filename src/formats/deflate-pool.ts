@@ -47,7 +47,7 @@ parentPort.on("message", (job) => {
     const results = job.spans.map(([at, length]) => {
       const item = slab.subarray(at, at + length);
       const level = job.detectIncompressible && looksIncompressible(item) ? 0 : job.level;
-      return zlib.deflateSync(item, { level, raw: job.raw });
+      return (job.raw ? zlib.deflateRawSync : zlib.deflateSync)(item, { level });
     });
     const total = results.reduce((sum, r) => sum + r.length, 0);
     const target = total <= slab.length ? slab : new Uint8Array(total);

@@ -1,4 +1,4 @@
-import { isAbsolute, normalize, sep } from "node:path";
+import { isAbsolute, normalize, resolve, sep } from "node:path";
 import { OvfkitError } from "../errors.js";
 
 /**
@@ -235,7 +235,7 @@ export function extentPath(
       { file: where.file, line: where.line, column: 1 },
     );
   }
-  return isAbsolute(normalised) ? normalised : `${folder}${sep}${normalised}`;
+  return resolve(folder, normalised);
 }
 
 function formatExtentLine(extent: Omit<ExtentLine, "line">): string {
