@@ -4,6 +4,7 @@ import { compareCommand } from "./compare.js";
 import { convertCommand } from "./convert.js";
 import { createCommand } from "./create.js";
 import { demoCommand } from "./demo.js";
+import { editCommand } from "./edit.js";
 import { envCommand } from "./env.js";
 import { infoCommand } from "./info.js";
 import { manifestCommand } from "./manifest.js";
@@ -12,6 +13,7 @@ import { packCommand } from "./pack.js";
 import { resizeCommand } from "./resize.js";
 import { signCommand } from "./sign.js";
 import { unpackCommand } from "./unpack.js";
+import { validateCommand } from "./validate.js";
 import { verifyCommand } from "./verify.js";
 
 /**
@@ -34,4 +36,6 @@ export const COMMANDS: CommandModule<object, any>[] = [
   manifestCommand,
   signCommand,
   envCommand,
+  editCommand,
+  validateCommand,
 ];

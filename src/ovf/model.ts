@@ -214,7 +214,17 @@ export class OvfItem implements Located {
   }
   /** `ovf:configuration` (space-separated deployment option ids) or undefined when the item is in all. */
   get configuration(): string | undefined {
-    return this.element.attributes.find((a) => a.name.endsWith(":configuration"))?.value;
+    return this.element.attributes.find(
+      (a) => a.name === "configuration" || a.name.endsWith(":configuration"),
+    )?.value;
+  }
+
+  /** True when both items can be present in one deployment configuration. */
+  coexistsWith(other: OvfItem): boolean {
+    const mine = this.configuration?.trim().split(/\s+/);
+    const theirs = other.configuration?.trim().split(/\s+/);
+    if (!mine || !theirs) return !mine && !theirs; // an unconditional item and a per-configuration variant are alternatives
+    return mine.some((c) => theirs.includes(c));
   }
 
   /**
@@ -245,11 +255,20 @@ export class OvfItem implements Located {
   }
 }
 
-/** Inserts `child` among element children in alphabetical order of local name, copying the siblings' indentation. */
+/**
+ * The CIM RASD/VSSD/EPASD/SASD schemas list their fields in code-point
+ * order (`VSITypeID` before `VirtualQuantity`, `SoID` before `SourceMAC...`),
+ * which is the order xs:sequence then requires.
+ */
+export function compareFieldNames(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** Inserts `child` among element children in schema (code-point) order of local name, copying the siblings' indentation. */
 export function insertSorted(parent: XmlElement, child: XmlElement): void {
   const siblings = parent.elements();
   const next = siblings.find(
-    (e) => e.localName.localeCompare(child.localName, "en") > 0 && isSettingsField(e),
+    (e) => compareFieldNames(e.localName, child.localName) > 0 && isSettingsField(e),
   );
   const indent = indentationOf(parent);
   if (next) {
@@ -376,7 +395,7 @@ export class OvfVirtualHardware implements Located {
       appendIndented(this.element, element);
     }
     const item = new OvfItem(element, kind);
-    for (const name of Object.keys(fields).sort((a, b) => a.localeCompare(b, "en"))) {
+    for (const name of Object.keys(fields).sort(compareFieldNames)) {
       item.setField(name, fields[name]!);
     }
     const { close } = indentationOf(this.element);
@@ -488,10 +507,15 @@ export class OvfEnvelope implements Located {
     return this.ovfAttr(this.element, "version") ?? (this.dialect === "dmtf-2" ? "2.0" : undefined);
   }
 
-  /** OVF elements are in the envelope namespace; oVirt writes them unprefixed in no namespace. */
+  /**
+   * OVF elements are in the envelope namespace. oVirt, and 2008-era
+   * VirtualCenter exports, write them unprefixed with no default namespace
+   * (so in no namespace): importers read them, so the model does too and
+   * the structure layer warns (OVF-STRUCT-015).
+   */
   isOvfElement(e: XmlElement): boolean {
     const ns = e.namespaceURI;
-    return ns === this.ns || (ns === "" && this.dialect === "ovirt");
+    return ns === this.ns || ns === "";
   }
 
   /** An `ovf:`-namespaced attribute (oVirt also uses them), falling back to the unprefixed name. */

@@ -216,10 +216,19 @@ export class XmlElement {
     return `/${steps.reverse().join("/")}`;
   }
 
-  /** Depth-first, document order, including this element. */
-  *descendants(): Generator<XmlElement> {
-    yield this;
-    for (const child of this.children) if (child.type === "element") yield* child.descendants();
+  /** Depth-first, document order, including this element (an array: recursive generators are slow). */
+  descendants(): XmlElement[] {
+    const out: XmlElement[] = [];
+    const stack: XmlElement[] = [this];
+    while (stack.length > 0) {
+      const element = stack.pop()!;
+      out.push(element);
+      for (let i = element.children.length - 1; i >= 0; i--) {
+        const child = element.children[i]!;
+        if (child.type === "element") stack.push(child);
+      }
+    }
+    return out;
   }
 }
 
@@ -231,6 +240,8 @@ export interface XmlDocument {
   root: XmlElement;
   /** The decoded source text positions refer to. */
   source: string;
+  /** Offset → line:column over `source`. */
+  lines: LineIndex;
 }
 
 export interface XmlLimits {
@@ -512,7 +523,7 @@ export function parseXml(
     root,
     ...topLevelNodes(source.slice(epilogStart), lines, epilogStart, file),
   ];
-  return { declaration, children, root, source };
+  return { declaration, children, root, source, lines };
 }
 
 const TOP_LEVEL = /<\?xml\s[\s\S]*?\?>|<!--([\s\S]*?)-->|<\?([^\s?]+)([\s\S]*?)\?>|(\s+)/y;
@@ -546,6 +557,32 @@ function topLevelNodes(text: string, lines: LineIndex, base: number, file?: stri
 function textOf(content: unknown): string {
   if (!Array.isArray(content)) return "";
   return content.map((c: Record<string, unknown>) => String(c["#text"] ?? "")).join("");
+}
+
+/**
+ * Where an attribute is written in the source (its name's first character),
+ * for findings about one attribute; the element's position when the
+ * attribute was added by an edit or cannot be found.
+ */
+export function attributePosition(doc: XmlDocument, element: XmlElement, name: string): XmlPosition {
+  const start = element.position.offset;
+  if (!doc.source.startsWith(`<${element.name}`, start)) return element.position;
+  const pattern = new RegExp(`\\s(${name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")})\\s*=`, "y");
+  let quote = "";
+  for (let i = start + element.name.length + 1; i < doc.source.length; i++) {
+    const c = doc.source[i]!;
+    if (quote) {
+      if (c === quote) quote = "";
+      continue;
+    }
+    if (c === '"' || c === "'") quote = c;
+    else if (c === ">") break;
+    else {
+      pattern.lastIndex = i;
+      if (pattern.test(doc.source)) return doc.lines.position(i + 1);
+    }
+  }
+  return element.position;
 }
 
 /** Serialises a tree back to text: what was parsed comes back with the same infoset. */
