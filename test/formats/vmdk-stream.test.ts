@@ -92,7 +92,7 @@ describe("streamOptimized canonical layout", () => {
       "g5",
       "GT",
       "g1030",
-      "g" + String(Math.floor((src.length - 1) / GRAIN)),
+      `g${Math.floor((src.length - 1) / GRAIN)}`,
       "GT",
       "GD",
       "footer",
@@ -142,9 +142,12 @@ describe("streamOptimized canonical layout", () => {
       writeFileSync(path, edit(Buffer.from(good)));
       return (await checkDisk(path)).findings.map((x) => x.message);
     };
-    expect(await variant("v1.vmdk", (f) => (f.writeUInt32LE(1, 4), f))).toContain(
-      "header version 1 (ESXi requires 3 for streams)",
-    );
+    expect(
+      await variant("v1.vmdk", (f) => {
+        f.writeUInt32LE(1, 4);
+        return f;
+      }),
+    ).toContain("header version 1 (ESXi requires 3 for streams)");
     // drop the footer and EOS: no footer, end-of-stream marker missing (and the reader refuses it)
     const cut = await variant("cut.vmdk", (f) => f.subarray(0, f.length - 1536));
     expect(cut).toEqual(expect.arrayContaining(["no footer", "end-of-stream marker missing"]));
@@ -180,7 +183,7 @@ describe("DeflatePool", () => {
       for await (const { meta, compressed } of pool.ordered(batches())) {
         expect(meta.i).toBe(expected++);
         expect(compressed.length).toBe(meta.items.length);
-        compressed.forEach((c, k) => expect(inflateSync(c).equals(meta.items[k]!)).toBe(true));
+        for (const [k, c] of compressed.entries()) expect(inflateSync(c).equals(meta.items[k]!)).toBe(true);
       }
       expect(expected).toBe(20);
     } finally {
