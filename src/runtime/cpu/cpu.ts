@@ -424,16 +424,57 @@ export class X86Cpu implements Cpu, CodeSource {
   // Run loop, faults
   // =====================================================================
 
+  /**
+   * Runs up to `count` instructions. Decoded instructions link to their
+   * fall-through successor and last branch target when those lie in the
+   * same physical page, so straight-line code and loops skip address
+   * translation and the cache lookup. Links are physical (valid under any
+   * mapping of the page); a branch link also records the CS base and EIP it
+   * was made for. Anything that changes modes or mappings ends the block.
+   */
   private runBlock(count: number): void {
-    for (let n = 0; n < count; n++) {
-      const insn = this.fetch();
-      this.startEip = this.eip;
-      this.startEsp = this.regs[4]!;
-      this.eip = (this.eip + insn.length) | 0;
-      if (this.codeSize === SIZE16) this.eip &= 0xffff;
+    let insn = this.fetch();
+    const regs = this.regs;
+    for (let n = 1; ; n++) {
+      const start = this.eip;
+      this.startEip = start;
+      this.startEsp = regs[4]!;
+      let fall = (start + insn.length) | 0;
+      if (this.codeSize === SIZE16) fall &= 0xffff;
+      this.eip = fall;
       this.instructions++;
       this.execute(insn);
-      if (this.breakLoop) return;
+      if (this.breakLoop || n >= count) return;
+      const eip = this.eip;
+      let next: Insn | null;
+      if (!insn.valid) {
+        next = this.fetch();
+      } else if (eip === fall) {
+        next = insn.next;
+        if (next === null || !next.valid || next.codeSize !== this.codeSize) {
+          next = this.fetch();
+          if (insn.endOffset < 4096 && insn.valid) insn.next = next;
+        }
+      } else {
+        next = insn.branch;
+        const csBase = this.segBase[1]!;
+        if (
+          next === null ||
+          insn.branchEip !== eip ||
+          insn.branchCsBase !== csBase ||
+          !next.valid ||
+          next.codeSize !== this.codeSize
+        ) {
+          next = this.fetch();
+          // Link only targets in the same linear (hence physical) page.
+          if (insn.valid && ((csBase + start) ^ (csBase + eip)) >>> 12 === 0) {
+            insn.branch = next;
+            insn.branchEip = eip;
+            insn.branchCsBase = csBase;
+          }
+        }
+      }
+      insn = next;
     }
   }
 
@@ -550,6 +591,8 @@ export class X86Cpu implements Cpu, CodeSource {
   }
 
   private invalidateCodePage(page: number): void {
+    const cache = this.pageCache[page];
+    if (cache !== undefined) for (const insn of cache) if (insn !== undefined) insn.valid = false;
     this.pageCache[page] = undefined;
     this.memory.codePages[page] = 0;
   }
@@ -575,10 +618,16 @@ export class X86Cpu implements Cpu, CodeSource {
       const cached = cache[phys & 0xfff];
       if (cached !== undefined && cached.codeSize === this.codeSize) return cached;
       const insn = this.decodeAt(lin, phys, new Insn());
-      if (!this.fetchCrossed) cache[phys & 0xfff] = insn;
+      if (!this.fetchCrossed) {
+        insn.valid = true;
+        insn.endOffset = (phys & 0xfff) + insn.length;
+        cache[phys & 0xfff] = insn;
+      }
       return insn;
     }
-    return this.decodeAt(lin, phys, this.scratchInsn);
+    const insn = this.decodeAt(lin, phys, this.scratchInsn);
+    insn.valid = false;
+    return insn;
   }
 
   private decodeAt(lin: number, phys: number, out: Insn): Insn {

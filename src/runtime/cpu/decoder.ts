@@ -152,6 +152,18 @@ export class Insn {
   imm2 = 0;
   /** Prefix bytes seen (66/F2/F3), for the SSE maps if added later. */
   mandatoryPrefix = 0;
+
+  // ---- links kept by the CPU's decode cache (see X86Cpu.runBlock) ----
+  /** False once the page it was decoded from is written (or if never cached). */
+  valid = false;
+  /** Page offset just past the instruction; < 4096 means the next one is in the same page. */
+  endOffset = 0;
+  /** The instruction that follows in the same physical page, once seen. */
+  next: Insn | null = null;
+  /** The last taken-branch target in the same page, with the EIP and CS base it was reached at. */
+  branch: Insn | null = null;
+  branchEip = 0;
+  branchCsBase = 0;
 }
 
 export class DecodeError extends Error {
