@@ -1,4 +1,5 @@
 import type { CommandModule } from "yargs";
+import { bootCommand } from "./boot.js";
 import { checkCommand } from "./check.js";
 import { compareCommand } from "./compare.js";
 import { convertCommand } from "./convert.js";
@@ -38,4 +39,5 @@ export const COMMANDS: CommandModule<object, any>[] = [
   envCommand,
   editCommand,
   validateCommand,
+  bootCommand,
 ];
