@@ -1,5 +1,4 @@
 import type { CommandModule } from "yargs";
-import { bootCommand } from "./boot.js";
 import { checkCommand } from "./check.js";
 import { compareCommand } from "./compare.js";
 import { convertCommand } from "./convert.js";
@@ -39,5 +38,4 @@ export const COMMANDS: CommandModule<object, any>[] = [
   envCommand,
   editCommand,
   validateCommand,
-  bootCommand,
 ];
