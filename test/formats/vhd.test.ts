@@ -387,6 +387,45 @@ describe("VHD resize", () => {
   });
 });
 
+describe("VHD through the real CLI", () => {
+  it("create -b, convert -O vpc, check exit codes, resize", async () => {
+    const cli = join(dir, "cli");
+    mkdirSync(cli);
+    const raw = rawWith("cli/src.raw", 4 * MIB, [{ offset: 3 * MIB, length: 8192, byte: 0x99 }]);
+    const base = join(cli, "base.vhd");
+    let r = ovfkit(["convert", "-O", "vhd", "-o", "force_size=on", raw, base]);
+    expect(r.status, r.stderr).toBe(0);
+    r = ovfkit(["create", "-f", "vpc", "-b", "base.vhd", join(cli, "child.vhd")]);
+    expect(r.status, r.stderr).toBe(0);
+    r = ovfkit(["info", "--output", "json", join(cli, "child.vhd")]);
+    expect(JSON.parse(r.stdout)).toMatchObject({
+      format: "vpc",
+      "virtual-size": 4 * MIB,
+      "backing-filename": base,
+    });
+    expect(ovfkit(["compare", raw, join(cli, "child.vhd")]).status).toBe(0);
+    expect(ovfkit(["check", join(cli, "child.vhd")]).status).toBe(0);
+
+    const fixed = join(cli, "fixed.vhd");
+    expect(ovfkit(["convert", "-O", "vpc", "-o", "subformat=fixed,force_size=on", raw, fixed]).status).toBe(
+      0,
+    );
+    expect(ovfkit(["resize", fixed, "+1M"]).status).toBe(0);
+    expect(JSON.parse(ovfkit(["info", "--output", "json", fixed]).stdout)["virtual-size"]).toBe(5 * MIB);
+    patchFile(fixed, 5 * MIB + 64, Buffer.from([0, 0, 0, 0]));
+    expect(ovfkit(["check", fixed]).status).toBe(2); // corruption: footer checksum
+    r = ovfkit(["info", fixed, "-f", "vpc"]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain("VHD_BAD_CHECKSUM");
+
+    const leaky = join(cli, "leaky.vhd");
+    expect(ovfkit(["convert", "-O", "vpc", "-o", "force_size=on", raw, leaky]).status).toBe(0);
+    const bat = readBytes(leaky, FOOTER_SIZE + HEADER_SIZE, 8);
+    patchFile(leaky, bat.readUInt32BE(4) * 512, Buffer.alloc(512)); // block 1's bitmap: nothing marked
+    expect(ovfkit(["check", leaky]).status).toBe(3);
+  });
+});
+
 describe("VHD detection", () => {
   it.skipIf(!hasCorpus)(
     `detects fixed VHDs by footer, also old 511-byte footers ${corpusSkipReason}`,
