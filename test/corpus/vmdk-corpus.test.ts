@@ -1,13 +1,5 @@
-import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import {
-  checkDisk,
-  collectMap,
-  type DiskReader,
-  detectFormat,
-  openDisk,
-  STREAM_CHUNK,
-} from "../../src/formats/index.js";
+import { checkDisk, collectMap, detectFormat, openDisk } from "../../src/formats/index.js";
 import {
   corpusSkipReason,
   type ExpectedImage,
@@ -15,6 +7,7 @@ import {
   hasCorpus,
   materialise,
 } from "../helpers/corpus.js";
+import { FULL_HASH_LIMIT, streamSha256 } from "./vmdk-hash.js";
 
 /**
  * Every VMDK of ../shared/corpus/disks read through ovfkit: virtual size as
@@ -23,23 +16,6 @@ import {
  * 2 GiB virtual are checked here by size, map and spot reads; their full
  * hash is in test/long/vmdk-corpus-full.test.ts.
  */
-
-export const FULL_HASH_LIMIT = 2 * 1024 * 1024 * 1024;
-const ZEROS = Buffer.alloc(STREAM_CHUNK);
-
-/** sha256 of a reader's whole virtual disk, streamed: holes hashed as zeros without reading. */
-export async function streamSha256(reader: DiskReader): Promise<string> {
-  const hash = createHash("sha256");
-  const buf = Buffer.allocUnsafe(STREAM_CHUNK);
-  for await (const extent of reader.map()) {
-    const end = extent.offset + extent.length;
-    for (let offset = extent.offset; offset < end; offset += STREAM_CHUNK) {
-      const n = Math.min(STREAM_CHUNK, end - offset);
-      hash.update(extent.kind === "data" ? await reader.read(offset, n, buf) : ZEROS.subarray(0, n));
-    }
-  }
-  return hash.digest("hex");
-}
 
 const vmdks = expectedImages().filter((i) => i.qemu_format === "vmdk");
 const readable = vmdks.filter((i) => i.convert_raw?.ok);
