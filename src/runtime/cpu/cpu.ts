@@ -319,6 +319,8 @@ export class X86Cpu implements Cpu, CodeSource {
       try {
         if (!this.inhibitInterrupts && this.flagsBase & IF && this.host.interrupts.hasInterrupt()) {
           this.halted = false;
+          this.startEip = this.eip;
+          this.startEsp = this.regs[4]!;
           const vector = this.host.interrupts.acknowledge();
           this.deliverInterrupt(vector, -1, false, true, this.eip);
         }
@@ -433,12 +435,13 @@ export class X86Cpu implements Cpu, CodeSource {
    * was made for. Anything that changes modes or mappings ends the block.
    */
   private runBlock(count: number): void {
-    let insn = this.fetch();
     const regs = this.regs;
+    // A fault while fetching restarts at the instruction being fetched.
+    this.startEip = this.eip;
+    this.startEsp = regs[4]!;
+    let insn = this.fetch();
     for (let n = 1; ; n++) {
       const start = this.eip;
-      this.startEip = start;
-      this.startEsp = regs[4]!;
       let fall = (start + insn.length) | 0;
       if (this.codeSize === SIZE16) fall &= 0xffff;
       this.eip = fall;
@@ -446,6 +449,8 @@ export class X86Cpu implements Cpu, CodeSource {
       this.execute(insn);
       if (this.breakLoop || n >= count) return;
       const eip = this.eip;
+      this.startEip = eip;
+      this.startEsp = regs[4]!;
       let next: Insn | null;
       if (!insn.valid) {
         next = this.fetch();
@@ -485,6 +490,7 @@ export class X86Cpu implements Cpu, CodeSource {
       try {
         this.raiseException(e.vector, e.errorCode);
       } catch (inner) {
+        if (inner instanceof CpuFault) return { kind: "shutdown", why: "fault during exception delivery" };
         return this.handleThrow(inner);
       }
       return null;
@@ -518,30 +524,45 @@ export class X86Cpu implements Cpu, CodeSource {
   /** What the last `unimplemented` stop was about (instruction or feature). */
   lastUnimplemented = "";
 
-  private exceptionDepth = 0;
-  private firstFaultClass = 0;
-
-  /** Delivers an exception, escalating to #DF and triple fault (SDM vol. 3 §6.15, int 8). */
+  /**
+   * Delivers an exception. A fault while delivering it becomes #DF when
+   * both are contributory or the first was #PF (SDM vol. 3 table 6-5), is
+   * delivered instead otherwise, and a fault while delivering #DF shuts the
+   * CPU down (triple fault). State changed by a failed attempt (stack, CPL)
+   * is rolled back first.
+   */
   private raiseException(vector: number, errorCode: number): void {
-    if (this.exceptionDepth > 0) {
-      const cls = faultClass(vector);
-      if (this.firstFaultVector === EXC_DF) throw new TripleFault(`fault ${vector} while delivering #DF`);
-      if ((this.firstFaultClass === 1 && cls === 1) || (this.firstFaultClass === 2 && cls !== 0)) {
-        vector = EXC_DF;
-        errorCode = 0;
+    const esp = this.regs[4]!;
+    const cpl = this.cpl;
+    const ss = [this.segSel[2]!, this.segBase[2]!, this.segLimit[2]!, this.segAttr[2]!];
+    for (let attempt = 0; ; attempt++) {
+      try {
+        this.deliverInterrupt(vector, hasErrorCode(vector) ? errorCode & 0xffff : -1, false, false, this.eip);
+        return;
+      } catch (e) {
+        if (!(e instanceof CpuFault)) throw e;
+        this.regs[4] = esp;
+        this.cpl = cpl;
+        this.segSel[2] = ss[0]!;
+        this.segBase[2] = ss[1]!;
+        this.segLimit[2] = ss[2]!;
+        this.segAttr[2] = ss[3]!;
+        this.updateModes();
+        if (vector === EXC_DF || attempt > 3) {
+          throw new TripleFault(`exception ${e.vector} while delivering exception ${vector}`);
+        }
+        const first = faultClass(vector);
+        const second = faultClass(e.vector);
+        if ((first === 1 && second === 1) || (first === 2 && second !== 0)) {
+          vector = EXC_DF;
+          errorCode = 0;
+        } else {
+          vector = e.vector;
+          errorCode = e.errorCode;
+        }
       }
     }
-    this.exceptionDepth++;
-    this.firstFaultClass = faultClass(vector);
-    this.firstFaultVector = vector;
-    if (this.exceptionDepth > 3) throw new TripleFault(`fault ${vector} during exception delivery`);
-    try {
-      this.deliverInterrupt(vector, hasErrorCode(vector) ? errorCode & 0xffff : -1, false, false, this.eip);
-    } finally {
-      this.exceptionDepth--;
-    }
   }
-  private firstFaultVector = -1;
 
   // =====================================================================
   // Modes, TLB, code cache
