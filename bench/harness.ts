@@ -14,6 +14,8 @@ export interface Measurement {
   wallSeconds: number;
   /** Peak resident set size of the child, KiB. */
   peakRssKiB: number;
+  /** User + system CPU seconds of the child (NaN when unknown): steadier than wall time on a busy machine. */
+  cpuSeconds: number;
   exitCode: number;
   stderr: string;
 }
@@ -27,6 +29,8 @@ export interface ToolResult {
   /** Fastest and slowest run: the spread says how much the machine's other work skewed the median. */
   minSeconds: number;
   maxSeconds: number;
+  /** Median CPU (user + system) seconds. */
+  cpuSeconds: number;
   peakRssKiB: number;
   runs: number;
 }
@@ -109,10 +113,13 @@ function measureWithGnuTime(command: string, args: readonly string[]): Promise<M
     child.on("close", (code) => {
       const wallSeconds = Number(process.hrtime.bigint() - start) / 1e9;
       const match = /Maximum resident set size \(kbytes\): (\d+)/.exec(stderr);
+      const user = /User time \(seconds\): ([\d.]+)/.exec(stderr);
+      const system = /System time \(seconds\): ([\d.]+)/.exec(stderr);
       const report = stderr.indexOf("\tCommand being timed:");
       resolve({
         wallSeconds,
         peakRssKiB: match ? Number(match[1]) : Number.NaN,
+        cpuSeconds: user && system ? Number(user[1]) + Number(system[1]) : Number.NaN,
         exitCode: code ?? -1,
         stderr: report >= 0 ? stderr.slice(0, report) : stderr,
       });
@@ -144,6 +151,7 @@ function measureByPolling(command: string, args: readonly string[]): Promise<Mea
       resolve({
         wallSeconds: Number(process.hrtime.bigint() - start) / 1e9,
         peakRssKiB: peak,
+        cpuSeconds: Number.NaN,
         exitCode: code ?? -1,
         stderr,
       });
@@ -163,6 +171,7 @@ export async function measureTool(
   prepare: () => void = () => {},
 ): Promise<ToolResult> {
   const times: number[] = [];
+  const cpu: number[] = [];
   let peak = 0;
   for (let i = 0; i < ctx.repeat; i++) {
     prepare();
@@ -173,16 +182,19 @@ export async function measureTool(
       throw new Error(`${tool} failed (exit ${m.exitCode}): ${argv.join(" ")}\n${m.stderr}`);
     }
     times.push(m.wallSeconds);
+    cpu.push(m.cpuSeconds);
     peak = Math.max(peak, m.peakRssKiB);
     ctx.log(
       `  ${tool} run ${i + 1}/${ctx.repeat}: ${m.wallSeconds.toFixed(2)} s, ${(m.peakRssKiB / 1024).toFixed(0)} MiB`,
     );
   }
   times.sort((a, b) => a - b);
+  cpu.sort((a, b) => a - b);
   return {
     tool,
     command: argv.map((a) => (a === process.execPath ? "node" : a.replace(`${ctx.root}/`, ""))).join(" "),
     wallSeconds: times[Math.floor(times.length / 2)]!,
+    cpuSeconds: cpu[Math.floor(cpu.length / 2)]!,
     minSeconds: times[0]!,
     maxSeconds: times[times.length - 1]!,
     peakRssKiB: peak,
@@ -214,32 +226,36 @@ function timeRange(t: ToolResult): string {
   return `${t.wallSeconds.toFixed(2)} s (${t.minSeconds.toFixed(2)}–${t.maxSeconds.toFixed(2)})`;
 }
 
+const cpuTime = (t: ToolResult) => (Number.isNaN(t.cpuSeconds) ? "n/a" : `${t.cpuSeconds.toFixed(2)} s`);
+
 const MiB = (kib: number) => `${(kib / 1024).toFixed(0)} MiB`;
 
 /**
  * A Markdown table, one row per case: ovfkit against its peer (the case's
  * second tool; a case with more peers gets one more row per extra peer).
- * The ratio is ovfkit's time divided by the peer's: below 1 means ovfkit is faster.
+ * The ratio is ovfkit's fastest wall time divided by the peer's: below 1
+ * means ovfkit is faster.
  */
 export function resultTable(results: readonly CaseResult[]): string {
   const lines = [
-    "| case | ovfkit time: median (min–max) | peer | peer time: median (min–max) | ovfkit ÷ peer time | ovfkit peak RSS | peer peak RSS |",
-    "|---|---:|---|---:|---:|---:|---:|",
+    "| case | ovfkit wall: median (min–max) | ovfkit CPU | peer | peer wall: median (min–max) | peer CPU | ovfkit ÷ peer wall (fastest runs) | ovfkit peak RSS | peer peak RSS |",
+    "|---|---:|---:|---|---:|---:|---:|---:|---:|",
   ];
   for (const r of results) {
     const [ours, ...peers] = r.tools;
     if (r.skipped || !ours) {
-      lines.push(`| ${r.name} | skipped: ${r.skipped ?? "no figures"} | | | | | |`);
+      lines.push(`| ${r.name} | skipped: ${r.skipped ?? "no figures"} | | | | | | | |`);
       continue;
     }
     const oursTime = timeRange(ours);
     if (peers.length === 0) {
-      lines.push(`| ${r.name} | ${oursTime} | (none) | | | ${MiB(ours.peakRssKiB)} | |`);
+      lines.push(`| ${r.name} | ${oursTime} | ${cpuTime(ours)} | (none) | | | | ${MiB(ours.peakRssKiB)} | |`);
     }
     for (const peer of peers) {
-      const ratio = (ours.wallSeconds / peer.wallSeconds).toFixed(2);
+      // the fastest runs are the least disturbed by other work on the machine
+      const ratio = (ours.minSeconds / peer.minSeconds).toFixed(2);
       lines.push(
-        `| ${r.name} | ${oursTime} | ${peer.tool} | ${timeRange(peer)} | ${ratio} | ${MiB(ours.peakRssKiB)} | ${MiB(peer.peakRssKiB)} |`,
+        `| ${r.name} | ${oursTime} | ${cpuTime(ours)} | ${peer.tool} | ${timeRange(peer)} | ${cpuTime(peer)} | ${ratio} | ${MiB(ours.peakRssKiB)} | ${MiB(peer.peakRssKiB)} |`,
       );
     }
   }

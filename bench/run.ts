@@ -89,7 +89,7 @@ if (results.length === 0) {
       .map((line) => `- ${line}`)
       .join("\n"),
   );
-  console.log(`- runs per tool: ${ctx.repeat} (median wall time, highest peak RSS)\n`);
+  console.log(`- runs per tool: ${ctx.repeat} (median wall and CPU time, highest peak RSS)\n`);
   console.log(resultTable(results));
   console.log("");
   for (const r of results) {
