@@ -353,6 +353,25 @@ function findDoctype(source: string): number {
   }
 }
 
+/** Offset of the first start tag nested deeper than `maxDepth` (a light scan of well-formed text). */
+function firstTooDeep(source: string, maxDepth: number): number {
+  let depth = 0;
+  for (let at = source.indexOf("<"); at >= 0; at = source.indexOf("<", at + 1)) {
+    const next = source[at + 1];
+    if (source.startsWith("<!--", at)) at = source.indexOf("-->", at);
+    else if (source.startsWith("<![CDATA[", at)) at = source.indexOf("]]>", at);
+    else if (next === "?" || next === "!") at = source.indexOf(">", at);
+    else if (next === "/") depth -= 1;
+    else {
+      const end = source.indexOf(">", at);
+      if (source[end - 1] !== "/") depth += 1;
+      if (depth > maxDepth) return at;
+    }
+    if (at < 0) break;
+  }
+  return 0;
+}
+
 type FxpNode = Record<string, unknown> & { ":@"?: Record<string, string> };
 
 const METADATA = XMLParser.getMetaDataSymbol() as unknown as symbol;
@@ -446,11 +465,21 @@ export function parseXml(
   }
   let tree: FxpNode[];
   try {
-    tree = new XMLParser({ ...PARSER_OPTIONS, maxNestedTags: limits.maxDepth }).parse(source) as FxpNode[];
+    // fast-xml-parser's own limit sits above ours so that ours, which knows the element's position, fires first
+    tree = new XMLParser({ ...PARSER_OPTIONS, maxNestedTags: limits.maxDepth + 2 }).parse(
+      source,
+    ) as FxpNode[];
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
-    const code = /nest/i.test(message) ? "OVF_XML_TOO_DEEP" : "OVF_XML_MALFORMED";
-    throw new OvfkitError(code, message, { file, line: 1, column: 1, cause: error });
+    if (/nest/i.test(message)) {
+      const at = new LineIndex(source).position(firstTooDeep(source, limits.maxDepth));
+      throw new OvfkitError("OVF_XML_TOO_DEEP", `elements nested deeper than ${limits.maxDepth}`, {
+        file,
+        ...at,
+        cause: error,
+      });
+    }
+    throw new OvfkitError("OVF_XML_MALFORMED", message, { file, line: 1, column: 1, cause: error });
   }
   const lines = new LineIndex(source);
   let elementCount = 0;
@@ -463,15 +492,21 @@ export function parseXml(
       value: decodeEntities(String(value).replace(/[\t\n]/g, " "), () => at, file),
     }));
 
-  const convert = (nodes: FxpNode[], depth: number): XmlNode[] => {
+  const convert = (nodes: FxpNode[], depth: number, parentOffset = 0): XmlNode[] => {
     const out: XmlNode[] = [];
+    /** Where `&ref;` sits: the first occurrence after the enclosing element's start tag. */
+    const entityAt = (raw: string) => (): XmlPosition => {
+      const ref = /&[^;]*;/.exec(raw)?.[0] ?? "&";
+      const at = source.indexOf(ref, parentOffset);
+      return lines.position(at < 0 ? parentOffset : at);
+    };
     for (const node of nodes) {
       const key = Object.keys(node).find((k) => k !== ":@")!;
       const content = node[key];
       const meta = (node as Record<symbol, { startIndex?: number; endIndex?: number } | undefined>)[METADATA];
       const start = meta?.startIndex ?? 0;
       if (key === "#text") {
-        out.push({ type: "text", value: decodeEntities(String(content), () => lines.position(start), file) });
+        out.push({ type: "text", value: decodeEntities(String(content), entityAt(String(content)), file) });
       } else if (key === "#comment") {
         out.push({ type: "comment", value: textOf(content) });
       } else if (key === "#cdata") {
@@ -502,7 +537,7 @@ export function parseXml(
         const end = meta?.endIndex ?? start;
         const selfClosing =
           source.charCodeAt(end - 2) === 0x2f /* / */ && source.charCodeAt(end - 1) === 0x3e;
-        const children = convert((content as FxpNode[]) ?? [], depth + 1);
+        const children = convert((content as FxpNode[]) ?? [], depth + 1, start);
         out.push(new XmlElement(key, decodeAttributes(node[":@"], at), children, at, selfClosing));
       }
     }

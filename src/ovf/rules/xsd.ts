@@ -37,14 +37,16 @@ export function schemaFor(dialect: OvfDialect, rootNamespace: string): string {
 
 /** The schema folder: explicit, $OVFKIT_SCHEMAS, or ../shared/corpus/schemas beside a source checkout. */
 export function findSchemaDir(explicit?: string): string | undefined {
+  const hasSchemas = (dir: string): boolean => existsSync(join(dir, "dmtf-ovf-1.1.1/dsp8023_1.1.1.xsd"));
+  // a folder the user named is the only one tried: silently using another would hide their mistake
+  if (explicit !== undefined) return hasSchemas(explicit) ? explicit : undefined;
   const candidates = [
-    explicit,
     process.env.OVFKIT_SCHEMAS,
     resolve(dirname(new URL(import.meta.url).pathname), "../../../../shared/corpus/schemas"),
     resolve(dirname(new URL(import.meta.url).pathname), "../../shared/corpus/schemas"),
     resolve(process.cwd(), "../shared/corpus/schemas"),
   ];
-  return candidates.find((c): c is string => !!c && existsSync(join(c, "dmtf-ovf-1.1.1/dsp8023_1.1.1.xsd")));
+  return candidates.find((c): c is string => !!c && hasSchemas(c));
 }
 
 let xmllintPresent: boolean | undefined;
