@@ -314,6 +314,45 @@ describe("VHD differencing", () => {
     expect(report.findings.map((f) => f.code)).toContain("VHD_PARENT_MISMATCH");
   });
 
+  it("tries relative locators, then absolute ones (W2ku, MacX), then the parent's name", async () => {
+    const loc = join(dir, "locators");
+    mkdirSync(join(loc, "a"), { recursive: true });
+    mkdirSync(join(loc, "b"));
+    const real = join(loc, "a", "base.vhd");
+    const decoy = join(loc, "b", "base.vhd");
+    await createDisk(real, MIB, { format: "vpc", options: { force_size: "on" } });
+    await createDisk(decoy, MIB, { format: "vpc", options: { force_size: "on" } });
+    const child = join(loc, "child.vhd");
+    await createDisk(child, MIB, { format: "vpc", options: { parent: "a/base.vhd" } });
+    const header = parseHeader(readBytes(child, FOOTER_SIZE, HEADER_SIZE));
+    /** Rewrites locator `index` (code and text) in place; each has a sector of room. */
+    const setLocator = (index: number, code: string, data: Buffer) => {
+      const locator = header.locators[index]!;
+      locator.platformCode = Buffer.from(code, "latin1").readUInt32BE(0);
+      locator.dataLength = data.length;
+      patchFile(child, locator.dataOffset, Buffer.concat([data, Buffer.alloc(512 - data.length)]));
+      patchFile(child, FOOTER_SIZE, serializeHeader(header));
+    };
+    const backing = async () => {
+      const reader = await openDisk(child);
+      const path = reader.backingFile;
+      await reader.close();
+      return path;
+    };
+    expect(await backing()).toBe(real);
+    // The relative locator names the decoy (wrong unique id): the absolute one wins.
+    setLocator(0, "W2ru", Buffer.from(".\\b\\base.vhd", "utf16le"));
+    expect(await backing()).toBe(real);
+    // A file URL (MacX) works as the absolute locator too.
+    setLocator(1, "MacX", Buffer.from(`file://localhost${real}`, "utf8"));
+    expect(await backing()).toBe(real);
+    // Windows drive paths cannot be followed here: the parent's name beside the child is the last resort.
+    setLocator(1, "W2ku", Buffer.from("C:\\VMs\\base.vhd", "utf16le"));
+    await expect(openDisk(child)).rejects.toMatchObject({ code: "VHD_PARENT_MISMATCH" });
+    copyFileSync(real, join(loc, "base.vhd"));
+    expect(await backing()).toBe(join(loc, "base.vhd"));
+  });
+
   it("refuses loops and chains deeper than 16", async () => {
     const deep = join(dir, "deep");
     mkdirSync(deep);
