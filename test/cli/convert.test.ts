@@ -2,6 +2,7 @@ import { spawn } from "node:child_process";
 import {
   closeSync,
   existsSync,
+  mkdirSync,
   openSync,
   readdirSync,
   readFileSync,
@@ -129,13 +130,12 @@ describe("ovfkit convert interrupted", () => {
 
   async function interruptConvert(
     signal: NodeJS.Signals,
+    format: string,
   ): Promise<{ code: number | null; signal: string | null }> {
-    const outDir = join(dir, `out-${signal}`);
-    const { mkdirSync } = await import("node:fs");
+    const outDir = join(dir, `out-${signal}-${format}`);
     mkdirSync(outDir);
-    const child = spawn(process.execPath, [BIN, "convert", "-O", "raw", big, join(outDir, "big.raw")], {
-      stdio: "ignore",
-    });
+    const dest = join(outDir, `big.${format}`);
+    const child = spawn(process.execPath, [BIN, "convert", "-O", format, big, dest], { stdio: "ignore" });
     const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) =>
       child.on("exit", (code, sig) => resolve({ code, signal: sig })),
     );
@@ -144,18 +144,20 @@ describe("ovfkit convert interrupted", () => {
     while (leftovers(outDir).length === 0 && child.exitCode === null && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 10));
     }
-    expect(leftovers(outDir).length).toBe(1);
+    expect(leftovers(outDir).length).toBeGreaterThan(0);
     child.kill(signal);
     const result = await exited;
     expect(readdirSync(outDir)).toEqual([]);
     return result;
   }
 
-  it.each(["SIGINT", "SIGTERM"] as const)(
-    "%s mid-convert leaves no temporary or partial file",
-    async (signal) => {
-      const result = await interruptConvert(signal);
-      expect(result.signal).toBe(signal);
-    },
-  );
+  const cases: [NodeJS.Signals, string][] = [
+    ["SIGINT", "raw"],
+    ["SIGTERM", "raw"],
+    ...WRITABLE.map((format): [NodeJS.Signals, string] => ["SIGTERM", format]),
+  ];
+  it.each(cases)("%s mid-convert to %s leaves no temporary or partial file", async (signal, format) => {
+    const result = await interruptConvert(signal, format);
+    expect(result.signal).toBe(signal);
+  });
 });
