@@ -2,6 +2,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { diskSuite } from "./disk.js";
+import { vhdxSuite } from "./vhdx.js";
 import {
   type BenchCase,
   type BenchContext,
@@ -18,7 +19,7 @@ import {
  * suite, ovfkit against its peers in the same run. To add a suite: write
  * bench/<area>.ts exporting a `BenchSuite`, import it here and add it to SUITES.
  */
-const SUITES: BenchSuite[] = [diskSuite];
+const SUITES: BenchSuite[] = [diskSuite, vhdxSuite];
 
 const { values } = parseArgs({
   options: {
