@@ -24,6 +24,12 @@ export function checkExitCode(report: CheckReport): number {
   return CHECK_EXIT.clean;
 }
 
+/** When the check itself fails: 63 if the format has no check, else 1 (qemu-img check's codes). */
+export function checkFailureExitCode(error: unknown): number {
+  const unsupported = isOvfkitError(error) && error.code === "UNSUPPORTED_CHECK";
+  return unsupported ? CHECK_EXIT.unsupported : CHECK_EXIT.couldNotCheck;
+}
+
 /** The JSON shape: qemu-img's ImageCheck field names, plus ovfkit's findings list. */
 export function checkJson(report: CheckReport): Record<string, unknown> {
   const count = (severity: CheckFinding["severity"]) =>
@@ -92,12 +98,7 @@ export const checkCommand: CommandModule<object, CheckArgs> = {
       else printHuman(report);
       process.exitCode = checkExitCode(report);
     } catch (error) {
-      const unsupported = isOvfkitError(error) && error.code === "UNSUPPORTED_CHECK";
-      process.exitCode = reportError(
-        error,
-        args.output,
-        unsupported ? CHECK_EXIT.unsupported : CHECK_EXIT.couldNotCheck,
-      );
+      process.exitCode = reportError(error, args.output, checkFailureExitCode(error));
     }
   },
 };

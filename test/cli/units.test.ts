@@ -1,9 +1,10 @@
 import { describe, expect, it } from "vitest";
-import { checkExitCode, checkJson } from "../../src/cli/check.js";
+import { checkExitCode, checkFailureExitCode, checkJson } from "../../src/cli/check.js";
 import { runDemo } from "../../src/cli/demo.js";
 import { mapEntry } from "../../src/cli/map.js";
 import { describeWriterOptions, parseWriterOptions, wantsOptionHelp } from "../../src/cli/options.js";
 import { targetSize } from "../../src/cli/resize.js";
+import { OvfkitError } from "../../src/errors.js";
 import { type CheckReport, driverFor } from "../../src/formats/index.js";
 import { tempDir } from "../helpers/tmp.js";
 
@@ -56,6 +57,12 @@ describe("check exit codes follow qemu-img check", () => {
     expect(checkExitCode(report("leak", "corruption"))).toBe(2);
     expect(checkExitCode(report("leak", "warning"))).toBe(3);
   });
+  it("63 when the format has no check, 1 when the check could not run", () => {
+    expect(checkFailureExitCode(new OvfkitError("UNSUPPORTED_CHECK", "no check"))).toBe(63);
+    expect(checkFailureExitCode(new OvfkitError("FILE_NOT_FOUND", "gone"))).toBe(1);
+    expect(checkFailureExitCode(new Error("bug"))).toBe(1);
+  });
+
   it("counts findings in qemu-img's ImageCheck fields", () => {
     expect(checkJson(report("leak", "leak", "corruption", "warning"))).toMatchObject({
       corruptions: 1,
