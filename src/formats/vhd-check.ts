@@ -3,6 +3,7 @@ import { type CheckFinding, type CheckReport, isAllZero, STREAM_CHUNK } from "./
 import type { OpenOptions } from "./driver.js";
 import { RandomAccessFile } from "./file.js";
 import { withOutputs } from "./output.js";
+import { openVhd } from "./vhd-chain.js";
 import {
   BAT_UNUSED,
   CHS_SIZED_CREATORS,
@@ -33,7 +34,6 @@ import {
   loadHeader,
   loadLayout,
   locateFooter,
-  openVhd,
   type VhdLayout,
   VhdReader,
 } from "./vhd-reader.js";

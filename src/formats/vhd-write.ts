@@ -6,6 +6,7 @@ import { parseSize } from "../util/size.js";
 import { type DiskReader, dataChunks, STREAM_CHUNK } from "./disk.js";
 import type { WriteContext, WriterOptions } from "./driver.js";
 import { RandomAccessFile } from "./file.js";
+import { openVhd } from "./vhd-chain.js";
 import {
   BAT_UNUSED,
   bitmapBytes,
@@ -33,7 +34,7 @@ import {
   serializeHeader,
   vhdTimestamp,
 } from "./vhd-format.js";
-import { openVhd, type VhdReader } from "./vhd-reader.js";
+import type { VhdReader } from "./vhd-reader.js";
 
 const MIB = 1024 * 1024;
 const GIB = 1024 * MIB;

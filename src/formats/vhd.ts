@@ -1,13 +1,13 @@
 import type { FormatDriver, ProbeInput } from "./driver.js";
+import { openVhd } from "./vhd-chain.js";
 import { checkVhd, resizeVhd } from "./vhd-check.js";
 import { FOOTER_SIZE, FOOTER_SIZE_OLD_VPC, footerChecksumOk, hasFooterCookie } from "./vhd-format.js";
-import { openVhd } from "./vhd-reader.js";
 import { VHD_WRITER_OPTIONS, writeVhd } from "./vhd-write.js";
 
 /**
  * VHD (Virtual PC / Hyper-V, qemu's "vpc"): fixed, dynamic and
  * differencing disks, read and written. Structures live in vhd-format.ts,
- * the reader and parent-chain logic in vhd-reader.ts, the streaming writer
+ * the reader in vhd-reader.ts, parent chains in vhd-chain.ts, the streaming writer
  * in vhd-write.ts, `check` and `resize` in vhd-check.ts.
  */
 
