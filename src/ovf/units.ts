@@ -52,7 +52,16 @@ export function parseUnits(units: string): ParsedUnit | undefined {
 export function parseInteger(text: string | undefined): number | undefined {
   if (text === undefined || !/^\s*\d+\s*$/.test(text)) return undefined;
   const value = Number(text.trim());
-  return Number.isSafeInteger(value) ? value : undefined;
+  // beyond 2^53 the value is approximate, which is fine for comparisons; digits-only was checked above
+  return Number.isFinite(value) ? value : undefined;
+}
+
+const UNSIGNED_LONG_MAX = 2n ** 64n - 1n;
+
+/** True for an xs:unsignedLong (what DSP8023 types File ovf:size as): 0 ≤ n ≤ 2^64-1, digits only. */
+export function isUnsignedLong(text: string | undefined): boolean {
+  if (text === undefined || !/^\s*\d+\s*$/.test(text)) return false;
+  return BigInt(text.trim()) <= UNSIGNED_LONG_MAX;
 }
 
 /** A Disk's capacity in bytes (`ovf:capacity` × `ovf:capacityAllocationUnits`, default byte). */

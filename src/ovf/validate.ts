@@ -10,7 +10,7 @@ import { checkStructure, STRUCTURE_RULES } from "./rules/structure.js";
 import { defineRules, type Finding, RuleContext, type RuleDefinition, type Severity } from "./rules/types.js";
 import { checkWellFormed, WELLFORMED_RULES } from "./rules/wellformed.js";
 import { findSchemaDir, hasXmllint, schemaFor, validateXsd, XSD_RULES, type XsdInput } from "./rules/xsd.js";
-import type { XmlLimits } from "./xml.js";
+import type { XmlElement, XmlLimits } from "./xml.js";
 
 /** Problems with the package container itself (found before any descriptor is read). */
 export const PACKAGE_RULES = defineRules({
@@ -280,18 +280,16 @@ async function runStrictXsd(
       return;
     }
     const path = loaded[index]!.descriptorPath;
+    let byLine: Map<number, XmlElement[]> | undefined;
     inputs.push({
       ...(path ? { path } : { text: envelope.document.source }),
       schema: schemaFor(envelope.dialect, envelope.element.namespaceURI),
       file: envelope.file ?? result.file,
       locate: (line, elementName) => {
         const local = elementName?.replace(/^.*[:}]/, "");
-        for (const element of envelope.element.descendants()) {
-          if (element.position.line === line && (!local || element.localName === local)) {
-            return { column: element.position.column, xpath: element.xpath };
-          }
-        }
-        return { column: 1, xpath: "" };
+        byLine ??= groupByLine(envelope);
+        const element = byLine.get(line)?.find((e) => !local || e.localName === local);
+        return element ? { column: element.position.column, xpath: element.xpath } : { column: 1, xpath: "" };
       },
     });
     owners.push(index);
@@ -339,6 +337,17 @@ function unreadablePackage(path: string, error: OvfkitError): FileResult {
       },
     ],
   };
+}
+
+/** Elements by source line, built once per descriptor for mapping xmllint's line-only errors. */
+function groupByLine(envelope: OvfEnvelope): Map<number, XmlElement[]> {
+  const map = new Map<number, XmlElement[]>();
+  for (const element of envelope.element.descendants()) {
+    const list = map.get(element.position.line);
+    if (list) list.push(element);
+    else map.set(element.position.line, [element]);
+  }
+  return map;
 }
 
 function byPosition(a: Finding, b: Finding): number {

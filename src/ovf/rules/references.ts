@@ -1,5 +1,5 @@
 import type { OvfItem } from "../model.js";
-import { capacityBytes, parseInteger, parseUnits } from "../units.js";
+import { capacityBytes, isUnsignedLong, parseInteger, parseUnits } from "../units.js";
 import { defineRules, type RuleContext } from "./types.js";
 
 /** Layer 3: every id, reference, size and unit resolves. */
@@ -58,7 +58,7 @@ export const REFERENCE_RULES = defineRules({
     id: "OVF-REF-008",
     layer: 3,
     severity: "error",
-    title: "a File's ovf:size or ovf:chunkSize is not a non-negative integer",
+    title: "a File's ovf:size or ovf:chunkSize is not an integer in 0..2^64-1 (xs:unsignedLong)",
     fix: "write the size in bytes as a plain integer (no units, no decimals)",
   },
   fileSizeMismatch: {
@@ -123,6 +123,8 @@ export const REFERENCE_RULES = defineRules({
 });
 
 const R = REFERENCE_RULES;
+/** oVirt's "no parent": the nil UUID. */
+const NIL_UUID = /^0{8}-0{4}-0{4}-0{4}-0{12}$/;
 
 /** `ovf:/disk/ID`, `/disk/ID` (VirtualBox), `ovf:/file/ID`; undefined for anything else. */
 export function parseHostResource(value: string): { kind: "disk" | "file"; id: string } | undefined {
@@ -168,7 +170,9 @@ export async function checkReferences(ctx: RuleContext): Promise<void> {
   for (const disk of disks) {
     if (disk.fileRef !== undefined) {
       usedFiles.add(disk.fileRef);
-      if (!fileIds.has(disk.fileRef) && disk.fileRef !== "") {
+      // oVirt writes the File's href (image-group/image ids) as the Disk's fileRef
+      const ovirtHref = envelope.dialect === "ovirt" && files.some((f) => f.href === disk.fileRef);
+      if (!fileIds.has(disk.fileRef) && disk.fileRef !== "" && !ovirtHref) {
         ctx.report(
           R.diskFileRef,
           disk.element,
@@ -264,7 +268,12 @@ export async function checkReferences(ctx: RuleContext): Promise<void> {
       );
       for (const item of items) {
         const parent = item.parent;
-        if (parent !== undefined && parent !== "" && !instanceIds.has(parent)) {
+        if (
+          parent !== undefined &&
+          parent !== "" &&
+          !instanceIds.has(parent) &&
+          !(envelope.dialect === "ovirt" && NIL_UUID.test(parent))
+        ) {
           ctx.report(
             R.parent,
             item.fieldElement("Parent")!,
@@ -328,7 +337,7 @@ export async function checkReferences(ctx: RuleContext): Promise<void> {
     }
   }
   for (const file of files) {
-    if (file.size !== undefined && parseInteger(file.size) === undefined) {
+    if (file.size !== undefined && !isUnsignedLong(file.size)) {
       ctx.report(R.fileSize, file.element, `ovf:size "${file.size}" is not a byte count`, {
         attribute: "ovf:size",
       });

@@ -129,8 +129,11 @@ export function checkSemantics(ctx: RuleContext): void {
       for (const item of items) {
         const typeText = item.field("ResourceType");
         const type = item.resourceType;
+        // oVirt writes ResourceType 0 for its own devices (balloon, RNG, watchdog): part of its dialect
+        const ovirtOther = envelope.dialect === "ovirt" && type === 0;
         if (
           typeText !== undefined &&
+          !ovirtOther &&
           (type === undefined || type < 1 || (type > 40 && type < 32768) || type > 65535)
         ) {
           ctx.report(

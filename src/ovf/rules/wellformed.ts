@@ -38,7 +38,7 @@ export const WELLFORMED_RULES = defineRules({
     id: "OVF-XML-005",
     layer: 1,
     severity: "error",
-    title: "an element or attribute uses an undeclared namespace prefix",
+    title: "an element or attribute uses an undeclared namespace prefix, or a namespace URI is not a URI",
     fix: 'declare the prefix with xmlns:PREFIX="..." on the root element',
   },
   undefinedEntity: {
@@ -115,6 +115,17 @@ export function checkWellFormed(
       );
     }
     for (const attribute of element.attributes) {
+      if ((attribute.name === "xmlns" || attribute.name.startsWith("xmlns:")) && /\s/.test(attribute.value)) {
+        // libxml2: "namespace error : xmlns:epasd: '...cim2608 schema/...' is not a valid URI"
+        add(
+          WELLFORMED_RULES.namespace,
+          `${attribute.name}="${attribute.value}" is not a valid namespace URI (it contains white space)`,
+          element.position.line,
+          element.position.column,
+          `${element.xpath}/@${attribute.name}`,
+        );
+        continue;
+      }
       const colon = attribute.name.indexOf(":");
       if (colon < 0 || attribute.name.startsWith("xmlns:")) continue;
       const prefix = attribute.name.slice(0, colon);
