@@ -439,8 +439,12 @@ export class VhdReader implements DiskReader {
       const stop = Math.min(end, blockStart + blockSize);
       const entry = bat[index]!;
       if (entry === BAT_UNUSED) {
-        yield { offset: pos, length: stop - pos };
-        pos = stop;
+        // One hole for the whole run of unallocated blocks (a 2 TiB empty disk has millions).
+        let next = index + 1;
+        while (next * blockSize < end && bat[next] === BAT_UNUSED) next++;
+        const holeEnd = Math.min(end, next * blockSize);
+        yield { offset: pos, length: holeEnd - pos };
+        pos = holeEnd;
         continue;
       }
       const bitmap = await this.bitmap(index);
