@@ -122,7 +122,11 @@ async function convertCheckCompare(
     ctx.record("skip", `check ${name}`, `${to.name} has no structural check`);
   }
 
-  const [a, b] = [await openDisk(ctx.source, { format: "raw" }), await openDisk(dest, { format: to.name })];
+  const a = await openDisk(ctx.source, { format: "raw" });
+  const b = await openDisk(dest, { format: to.name }).catch(async (error: unknown) => {
+    await a.close();
+    throw error;
+  });
   try {
     const result = await compareDisks(a, b);
     if (!result.identical) {
