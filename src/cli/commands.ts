@@ -1,8 +1,10 @@
 import type { CommandModule } from "yargs";
+import { bootCommand } from "./boot.js";
 import { checkCommand } from "./check.js";
 import { compareCommand } from "./compare.js";
 import { convertCommand } from "./convert.js";
 import { createCommand } from "./create.js";
+import { createOvfCommand } from "./create-ovf.js";
 import { demoCommand } from "./demo.js";
 import { editCommand } from "./edit.js";
 import { envCommand } from "./env.js";
@@ -37,5 +39,7 @@ export const COMMANDS: CommandModule<object, any>[] = [
   signCommand,
   envCommand,
   editCommand,
+  createOvfCommand,
   validateCommand,
+  bootCommand,
 ];

@@ -112,10 +112,14 @@ function verdictOf(stop: MachineStop, expect: string | undefined, consoleText: s
 export async function bootTest(target: string, options: BootTestOptions = {}): Promise<BootResult> {
   checkTarget(target);
   const timeoutSeconds = options.timeoutSeconds ?? 120;
-  if (!(timeoutSeconds > 0)) throw new OvfkitError("BAD_ARGUMENT", `--timeout must be positive (got ${timeoutSeconds})`);
+  if (!(timeoutSeconds > 0))
+    throw new OvfkitError("BAD_ARGUMENT", `--timeout must be positive (got ${timeoutSeconds})`);
   const memoryMiB = options.memoryMiB ?? DEFAULT_MEMORY_MIB;
   if (!Number.isInteger(memoryMiB) || memoryMiB < 2 || memoryMiB > 3072) {
-    throw new OvfkitError("BAD_ARGUMENT", `--memory must be an integer number of MiB between 2 and 3072 (got ${memoryMiB})`);
+    throw new OvfkitError(
+      "BAD_ARGUMENT",
+      `--memory must be an integer number of MiB between 2 and 3072 (got ${memoryMiB})`,
+    );
   }
   const reader = await openDisk(target, options.format ? { format: options.format } : {});
   let file: WriteStream | undefined;
@@ -173,7 +177,8 @@ export async function bootTest(target: string, options: BootTestOptions = {}): P
       consoleTail: tail(consoleText, CONSOLE_TAIL_LINES),
       screen: machine.vga.textDump(),
       unhandledBiosCalls: [...machine.bios.unhandled],
-      sectorsWritten: machine.disk && "writtenSectors" in machine.disk ? Number(machine.disk.writtenSectors) : 0,
+      sectorsWritten:
+        machine.disk && "writtenSectors" in machine.disk ? Number(machine.disk.writtenSectors) : 0,
     };
     if (stop.address !== undefined && stop.bytes) {
       result.instruction = { address: stop.address, bytes: stop.bytes, mode: stop.mode ?? "" };

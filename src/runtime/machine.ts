@@ -327,6 +327,12 @@ export class Machine implements CpuHost, BiosMachine {
       case "halt": {
         // HLT with IF=1: nothing happens until the next device event, so jump there.
         if (this.interrupts.hasInterrupt()) return undefined;
+        if (this.pic.master.imr === 0xff) {
+          return {
+            kind: "guest-halted",
+            detail: "HLT with every interrupt masked at the PIC: nothing can wake the CPU",
+          };
+        }
         const next = this.nextEventNs();
         if (!Number.isFinite(next)) {
           return {

@@ -214,10 +214,12 @@ export class Bios {
       case 0x14:
         this.serial(call);
         return;
-      case 0x15:
+      case 0x15: {
+        const ax = call.ax;
         this.system.handle(call);
-        if (call.ah === STATUS_UNSUPPORTED) this.noteUnhandled(service, cpu);
+        if (call.ah === STATUS_UNSUPPORTED && this.carrySet(cpu)) this.noteUnhandled(service, ax);
         return;
+      }
       case 0x16:
         this.keyboard(call);
         return;
@@ -233,12 +235,17 @@ export class Bios {
         this.time.handle(call);
         return;
       default:
-        this.noteUnhandled(service, cpu);
+        this.noteUnhandled(service, cpu.getReg16(Reg.AX));
     }
   }
 
-  private noteUnhandled(vector: number, cpu: Cpu): void {
-    const ax = cpu.getReg16(Reg.AX);
+  /** CF in the FLAGS image the stub's IRET will restore. */
+  private carrySet(cpu: Cpu): boolean {
+    const sp = cpu.getReg16(Reg.SP);
+    return (this.machine.memory.read16(cpu.getSegmentBase(Seg.SS) + ((sp + 4) & 0xffff)) & 1) !== 0;
+  }
+
+  private noteUnhandled(vector: number, ax: number): void {
     if (this.unhandled.length < 64 && !this.unhandled.some((u) => u.vector === vector && u.ax === ax)) {
       this.unhandled.push({ vector, ax });
     }

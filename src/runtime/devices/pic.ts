@@ -243,9 +243,13 @@ export class PicPair implements InterruptController {
   private update(): void {
     // As in qemu: a pending slave request pulses the master's IRQ 2 input,
     // so a second slave interrupt after an EOI is not lost to edge detection.
+    // When the slave's request goes away, so does the master's IRQ 2 request
+    // (its INT output is a level, like any IR input dropped before INTA).
     if (this.slave.pendingIrq() >= 0) {
       this.master.latch(2, true);
       this.master.latch(2, false);
+    } else {
+      this.master.irr &= ~(1 << 2);
     }
     this.pending = this.master.pendingIrq() >= 0;
   }
