@@ -27,7 +27,9 @@ function mixedImage(ctx: BenchContext): string {
     mkdirSync(ctx.work, { recursive: true });
     const script = join(ctx.root, "../shared/tools/make-bench-image.py");
     ctx.log(`generating ${path} with ${script} (once)`);
-    const result = spawnSync("python3", [script, `${path}.partial`, String(MIXED_MIB), "1"], { stdio: "inherit" });
+    const result = spawnSync("python3", [script, `${path}.partial`, String(MIXED_MIB), "1"], {
+      stdio: "inherit",
+    });
     if (result.status !== 0) throw new Error(`make-bench-image.py failed (exit ${result.status})`);
     spawnSync("mv", [`${path}.partial`, path]);
   }
@@ -59,14 +61,20 @@ const STREAM_OPTIONS = "subformat=streamOptimized";
 const rawToStream: BenchCase = {
   name: "raw-to-vmdk-stream",
   description: `${MIXED_MIB} MiB mixed raw -> VMDK streamOptimized (ovfkit: default level, all cores)`,
-  skipReason: (ctx) => (ctx.hasTool("qemu-img") ? undefined : "qemu-img not installed (apt-get install qemu-utils)"),
+  skipReason: (ctx) =>
+    ctx.hasTool("qemu-img") ? undefined : "qemu-img not installed (apt-get install qemu-utils)",
   async run(ctx): Promise<CaseResult> {
     const input = mixedImage(ctx);
     const ours = join(ctx.work, "stream.ovfkit.vmdk");
     const theirs = join(ctx.work, "stream.qemu.vmdk");
     const remove = (p: string) => () => rmSync(p, { force: true });
     const tools: ToolResult[] = [
-      await measureTool(ctx, "ovfkit", [...ctx.ovfkit, "convert", "-O", "vmdk", "-o", STREAM_OPTIONS, input, ours], remove(ours)),
+      await measureTool(
+        ctx,
+        "ovfkit",
+        [...ctx.ovfkit, "convert", "-O", "vmdk", "-o", STREAM_OPTIONS, input, ours],
+        remove(ours),
+      ),
       await measureTool(
         ctx,
         "qemu-img",
@@ -90,11 +98,22 @@ const rawToStream: BenchCase = {
 const streamToRaw: BenchCase = {
   name: "vmdk-stream-to-raw",
   description: `${MIXED_MIB} MiB mixed VMDK streamOptimized (written by qemu-img) -> raw: inflate speed`,
-  skipReason: (ctx) => (ctx.hasTool("qemu-img") ? undefined : "qemu-img not installed (apt-get install qemu-utils)"),
+  skipReason: (ctx) =>
+    ctx.hasTool("qemu-img") ? undefined : "qemu-img not installed (apt-get install qemu-utils)",
   async run(ctx): Promise<CaseResult> {
     const stream = join(ctx.work, "stream.qemu.vmdk");
     if (!existsSync(stream)) {
-      const made = spawnSync("qemu-img", ["convert", "-f", "raw", "-O", "vmdk", "-o", STREAM_OPTIONS, mixedImage(ctx), stream]);
+      const made = spawnSync("qemu-img", [
+        "convert",
+        "-f",
+        "raw",
+        "-O",
+        "vmdk",
+        "-o",
+        STREAM_OPTIONS,
+        mixedImage(ctx),
+        stream,
+      ]);
       if (made.status !== 0) throw new Error(`could not make the stream input: ${made.stderr}`);
     }
     const ours = join(ctx.work, "unstream.ovfkit.raw");
@@ -102,7 +121,12 @@ const streamToRaw: BenchCase = {
     const remove = (p: string) => () => rmSync(p, { force: true });
     const tools: ToolResult[] = [
       await measureTool(ctx, "ovfkit", [...ctx.ovfkit, "convert", "-O", "raw", stream, ours], remove(ours)),
-      await measureTool(ctx, "qemu-img", ["qemu-img", "convert", "-f", "vmdk", "-O", "raw", stream, theirs], remove(theirs)),
+      await measureTool(
+        ctx,
+        "qemu-img",
+        ["qemu-img", "convert", "-f", "vmdk", "-O", "raw", stream, theirs],
+        remove(theirs),
+      ),
     ];
     const notes = [verifyIdentical(ctx, mixedImage(ctx), ours)];
     rmSync(ours, { force: true });

@@ -1,10 +1,11 @@
 import { randomBytes } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { inflateRawSync, inflateSync } from "node:zlib";
+import { deflateSync, inflateRawSync, inflateSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { DeflatePool } from "../../src/formats/deflate-pool.js";
 import { checkDisk, compareDisks, convert, openDisk } from "../../src/formats/index.js";
+import { GrainInflater } from "../../src/formats/vmdk-sparse.js";
 import { tempDir } from "../helpers/tmp.js";
 
 /**
@@ -212,5 +213,33 @@ describe("DeflatePool", () => {
 
   it("refuses bad levels", () => {
     expect(() => new DeflatePool({ level: 12 })).toThrow(expect.objectContaining({ code: "BAD_OPTION" }));
+  });
+});
+
+describe("GrainInflater", () => {
+  it("inflates into the caller's buffer and turns every zlib failure into VMDK_ZLIB_ERROR", () => {
+    const inflater = new GrainInflater();
+    const grain = Buffer.from("abc".repeat(30000)).subarray(0, 65536);
+    const out = Buffer.alloc(65536);
+    const good = deflateSync(grain);
+    expect(inflater.inflateInto(good, out, "f", 0)).toBe(65536);
+    expect(out.equals(grain)).toBe(true);
+    const short = deflateSync(grain.subarray(0, 1000));
+    expect(inflater.inflateInto(short, out, "f", 0)).toBe(1000); // a short last grain
+    expect(() => inflater.inflateInto(good.subarray(0, good.length - 6), out, "f", 512)).toThrow(
+      expect.objectContaining({ code: "VMDK_ZLIB_ERROR", offset: 512 }),
+    );
+    expect(() => inflater.inflateInto(Buffer.from("not zlib at all"), out, "f", 1024)).toThrow(
+      expect.objectContaining({ code: "VMDK_ZLIB_ERROR", offset: 1024 }),
+    );
+    expect(() => inflater.inflateInto(deflateSync(Buffer.alloc(70000, 1)), out, "f", 2048)).toThrow(
+      expect.objectContaining({
+        code: "VMDK_ZLIB_ERROR",
+        message: expect.stringContaining("more than a grain"),
+      }),
+    );
+    // still usable after errors
+    expect(inflater.inflateInto(good, out, "f", 0)).toBe(65536);
+    expect(out.equals(grain)).toBe(true);
   });
 });
