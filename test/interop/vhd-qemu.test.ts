@@ -201,6 +201,21 @@ describe.skipIf(noQemu !== "")(`ovfkit VHDs read by qemu-img ${noQemu}`, () => {
     }
   });
 
+  it.skipIf(!hasCorpus)("resizing qemu's CHS-sized VHDs keeps qemu's size rule", async () => {
+    for (const name of ["vpc-fixed.vhd", "vpc-dynamic.vhd"]) {
+      const original = await materialise(expectedImages().find((i) => i.path === `qemu-made/${name}`)!);
+      const copy = join(dir, `qemu-${name}`);
+      copyFileSync(original, copy);
+      await resizeDisk(copy, 20 * MIB);
+      const reader = await openDisk(copy);
+      const size = reader.virtualSize;
+      await reader.close();
+      expect(size).toBe(planSize(20 * MIB, false).size); // rounded up to CHS, creator "qemu" kept
+      expect(qemuSize(copy)).toBe(size);
+      expect(qemuImg(["compare", "-f", "vpc", "-F", "vpc", original, copy]).status).toBe(0);
+    }
+  });
+
   it("qemu-img reads VHDs that ovfkit resized", async () => {
     const src = join(dir, "resize.raw");
     randomSparseRaw(src, 4 * MIB, 3);
