@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { diskSuite } from "./disk.js";
 import { vhdxSuite } from "./vhdx.js";
+import { vmdkSuite } from "./vmdk.js";
 import {
   type BenchCase,
   type BenchContext,
@@ -19,7 +20,7 @@ import {
  * suite, ovfkit against its peers in the same run. To add a suite: write
  * bench/<area>.ts exporting a `BenchSuite`, import it here and add it to SUITES.
  */
-const SUITES: BenchSuite[] = [diskSuite, vhdxSuite];
+const SUITES: BenchSuite[] = [diskSuite, vmdkSuite, vhdxSuite];
 
 const { values } = parseArgs({
   options: {
