@@ -2,8 +2,6 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { diskSuite } from "./disk.js";
-import { vhdxSuite } from "./vhdx.js";
-import { vmdkSuite } from "./vmdk.js";
 import {
   type BenchCase,
   type BenchContext,
@@ -14,13 +12,15 @@ import {
   packageRoot,
   resultTable,
 } from "./harness.js";
+import { ovaSuite } from "./ova.js";
+import { vhdxSuite } from "./vhdx.js";
 
 /**
  * `npm run bench [-- --only NAME[,NAME...]] [--repeat N]`: every benchmark
  * suite, ovfkit against its peers in the same run. To add a suite: write
  * bench/<area>.ts exporting a `BenchSuite`, import it here and add it to SUITES.
  */
-const SUITES: BenchSuite[] = [diskSuite, vmdkSuite, vhdxSuite];
+const SUITES: BenchSuite[] = [diskSuite, vhdxSuite, ovaSuite];
 
 const { values } = parseArgs({
   options: {
