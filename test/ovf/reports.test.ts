@@ -2,13 +2,17 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import Ajv4 from "ajv-draft-04";
-import addFormats from "ajv-formats";
+import * as ajvDraft04 from "ajv-draft-04";
+import * as ajvFormats from "ajv-formats";
 import { beforeAll, describe, expect, it } from "vitest";
 import { formatJson, formatJunit, formatSarif, formatText } from "../../src/ovf/reports/index.js";
 import { ALL_RULES, type ValidationReport, validateOvf } from "../../src/ovf/validate.js";
 import { CORPUS_SCHEMAS, hasCorpus } from "../helpers/corpus.js";
 import { hasTool, skipReason } from "../helpers/tools.js";
+
+// CommonJS packages: under NodeNext their default export arrives as `.default`
+const Ajv4 = ajvDraft04.default.default;
+const addFormats = ajvFormats.default.default;
 
 const NEGATIVE = resolve(import.meta.dirname, "../../fixtures/ovf/negative");
 
