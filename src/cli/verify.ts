@@ -1,8 +1,12 @@
+import { readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import type { Argv, CommandModule } from "yargs";
 import { asOvfkitError } from "../errors.js";
 import type { PackageFinding } from "../ovf/manifest.js";
 import { type VerifyReport, verifyPackage } from "../ovf/ova.js";
+import { formatJunit, formatSarif } from "../ovf/reports/index.js";
+import type { Finding, RuleDefinition } from "../ovf/rules/types.js";
+import type { ValidationReport } from "../ovf/validate.js";
 import { printJson, reportError } from "./common.js";
 import { createProgress } from "./progress.js";
 
@@ -10,7 +14,7 @@ interface VerifyArgs {
   package: string;
   ca?: string;
   strict: boolean;
-  output: "text" | "human" | "json";
+  output: "text" | "human" | "json" | "junit" | "sarif";
   p?: boolean;
 }
 
@@ -38,6 +42,82 @@ export function verifyText(report: VerifyReport): string {
   return `${lines.join("\n")}\n`;
 }
 
+/** One-line fix hints by finding-code prefix (most specific first). */
+const FIX_HINTS: [RegExp, string][] = [
+  [
+    /^MANIFEST_DIGEST_MISMATCH$/,
+    "if the change was intended, re-make the manifest: ovfkit manifest update APP.ovf",
+  ],
+  [
+    /^MANIFEST_/,
+    "rewrite the manifest with ovfkit manifest update (exact ALG(file)= hex lines, every file listed once)",
+  ],
+  [
+    /^CERT_(SELF_SIGNED|CHAIN_NOT_CHECKED)$/,
+    "pass --ca with the CA bundle that should have issued the signer",
+  ],
+  [/^CERT_/, "re-sign the manifest: ovfkit sign APP --key KEY.pem --cert CERT.pem"],
+  [/^OVF_FILE_SIZE/, "set ovf:size to the file's byte size (ovfkit edit rewrites it)"],
+  [/^OVF_FILE_/, "add the file to the package or remove its File element"],
+  [/^OVF_HREF_/, "use a plain file name inside the package as ovf:href"],
+  [/^OVA_/, "re-pack the folder: ovfkit pack APP.ovf -o APP.ova"],
+];
+
+function fixFor(code: string): string {
+  return FIX_HINTS.find(([pattern]) => pattern.test(code))?.[1] ?? "see the message";
+}
+
+/**
+ * The verify report in the validator's report shape, so JUnit and SARIF
+ * come from the same writers `validate` uses (each finding code is its rule id).
+ */
+export function asValidationReport(report: VerifyReport): {
+  report: ValidationReport;
+  rules: RuleDefinition[];
+} {
+  const findings: Finding[] = report.findings.map((f) => ({
+    ruleId: f.code,
+    severity: f.severity,
+    message: f.message,
+    fix: fixFor(f.code),
+    file: f.file ?? report.package,
+    line: f.line ?? 0,
+    column: f.column ?? 0,
+    xpath: "",
+    layer: 3,
+  }));
+  const rules = [...new Map(findings.map((f) => [f.ruleId, f])).values()].map(
+    (f): RuleDefinition => ({
+      id: f.ruleId,
+      layer: 3,
+      severity: f.severity,
+      title: f.ruleId,
+      fix: fixFor(f.ruleId),
+    }),
+  );
+  const counts = { error: 0, warning: 0, info: 0 };
+  for (const f of findings) counts[f.severity]++;
+  return {
+    report: {
+      files: [
+        { file: report.package, kind: report.kind, dialect: undefined, findings, layers: [], profiles: [] },
+      ],
+      counts,
+    },
+    rules,
+  };
+}
+
+function toolVersion(): string {
+  try {
+    return (
+      JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }
+    ).version;
+  } catch {
+    return "0.0.0";
+  }
+}
+
 /** `ovfkit verify`: manifest, certificate, References and tar layout in one streaming pass. */
 export const verifyCommand: CommandModule<object, VerifyArgs> = {
   command: "verify <package>",
@@ -53,7 +133,7 @@ export const verifyCommand: CommandModule<object, VerifyArgs> = {
           describe: "warnings fail too; manifest spacing variants are errors",
         },
         output: {
-          choices: ["text", "human", "json"] as const,
+          choices: ["text", "human", "json", "junit", "sarif"] as const,
           default: "text" as const,
           describe: "report format",
         },
@@ -78,7 +158,14 @@ export const verifyCommand: CommandModule<object, VerifyArgs> = {
       });
       progress.stop();
       if (json) printJson(report);
-      else process.stdout.write(verifyText(report));
+      else if (args.output === "junit" || args.output === "sarif") {
+        const { report: shaped, rules } = asValidationReport(report);
+        process.stdout.write(
+          args.output === "junit"
+            ? formatJunit(shaped, rules, { warningsAsErrors: args.strict })
+            : formatSarif(shaped, rules, { toolVersion: toolVersion(), baseDir: process.cwd() }),
+        );
+      } else process.stdout.write(verifyText(report));
       process.exitCode = report.ok ? VERIFY_EXIT.clean : VERIFY_EXIT.findings;
     } catch (error) {
       progress.stop();

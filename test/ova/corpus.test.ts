@@ -154,6 +154,30 @@ describe("verify verdicts on the corpus", { skip: !hasCorpus }, () => {
     ]);
     expect(strict.stdout).toMatch(/ERROR: MANIFEST_SPACING/);
     expect(ovfkit(["verify", join(CORPUS_OVF, "no-such.ova")]).status).toBe(2);
+    // JUnit and SARIF through the validator's report writers.
+    const junit = ovfkit([
+      "verify",
+      "--output",
+      "junit",
+      join(CORPUS_OVF, "ganeti/test/data/ovfdata/wrong_manifest.ovf"),
+    ]);
+    expect(junit.status).toBe(1);
+    expect(junit.stdout).toMatch(/<testsuites>[\s\S]*<failure message="SHA1 of new_disk\.vmdk/);
+    const sarif = ovfkit([
+      "verify",
+      "--output",
+      "sarif",
+      join(CORPUS_OVF, "ganeti/test/data/ovfdata/wrong_manifest.ovf"),
+    ]);
+    const result = (
+      JSON.parse(sarif.stdout) as { runs: { results: { ruleId: string; locations: unknown[] }[] }[] }
+    ).runs[0]!.results[0]!;
+    expect(result).toMatchObject({
+      ruleId: "MANIFEST_DIGEST_MISMATCH",
+      locations: [
+        { physicalLocation: { artifactLocation: { uri: "wrong_manifest.mf" }, region: { startLine: 1 } } },
+      ],
+    });
   });
 
   it("every descriptor and OVA in the corpus gets a verdict without an exception", async () => {
