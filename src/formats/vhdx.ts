@@ -19,9 +19,11 @@ import { RandomAccessFile } from "./file.js";
  * v2 (VHDX) File Format". Section numbers below are MS-VHDX's.
  *
  * Read: fixed and dynamic disks (payload block states, chunk ratio, both
- * headers and both region tables with CRC-32C). A non-empty log is refused
- * with VHDX_LOG_NOT_EMPTY (no replay: see docs/vhdx-qcow2.md); differencing
- * disks are refused with VHDX_DIFFERENCING (their parent is not followed).
+ * headers and both region tables with CRC-32C). A non-empty log (§2.3) is
+ * replayed read-only: its active sequence is applied in memory over every
+ * read of the file, which is never written; a log that cannot be replayed
+ * is refused (VHDX_LOG_CORRUPT). Differencing disks are refused with
+ * VHDX_DIFFERENCING (their parent is not followed).
  * Write: fixed and dynamic, streamed (the BAT size is known up front).
  */
 
@@ -216,8 +218,21 @@ function parseRegionTable(buf: Buffer): RegionEntry[] | undefined {
   return entries;
 }
 
+/**
+ * What the layout reads through: the file itself, or the file with the
+ * log's updates applied in memory (LogReplayedFile). RandomAccessFile fits.
+ */
+export interface VhdxSource {
+  readonly path: string;
+  readonly size: number;
+  readExact(offset: number, length: number, what: string, into?: Buffer): Promise<Buffer>;
+  close(): Promise<void>;
+}
+
 export interface VhdxLayout {
-  file: RandomAccessFile;
+  file: VhdxSource;
+  /** Log entries applied in memory at open (0 when the log was empty). */
+  replayedLogEntries: number;
   creator: string;
   header: VhdxHeader;
   /** Problems found on the way that did not stop the open (a bad copy of a header or region table). */
@@ -239,11 +254,11 @@ export interface VhdxLayout {
   batEntries: number;
 }
 
-function fail(code: string, message: string, file: RandomAccessFile, offset?: number): never {
+function fail(code: string, message: string, file: { path: string }, offset?: number): never {
   throw new OvfkitError(code, message, { file: file.path, offset });
 }
 
-async function readFileIdentifier(file: RandomAccessFile): Promise<string> {
+async function readFileIdentifier(file: VhdxSource): Promise<string> {
   const id = await file.readExact(
     FILE_ID_OFFSET,
     FILE_ID_CREATOR_OFFSET + FILE_ID_CREATOR_BYTES,
@@ -259,7 +274,7 @@ async function readFileIdentifier(file: RandomAccessFile): Promise<string> {
 }
 
 /** §2.2.2: the current header is the valid one with the highest sequence number. */
-async function readCurrentHeader(file: RandomAccessFile, warnings: CheckFinding[]): Promise<VhdxHeader> {
+async function readCurrentHeader(file: VhdxSource, warnings: CheckFinding[]): Promise<VhdxHeader> {
   const headers: VhdxHeader[] = [];
   for (const [i, offset] of HEADER_OFFSETS.entries()) {
     const slot = (i + 1) as 1 | 2;
@@ -285,7 +300,7 @@ async function readCurrentHeader(file: RandomAccessFile, warnings: CheckFinding[
 }
 
 /** §2.2.3: the first region table with a good CRC; both are identical when the file is sane. */
-async function readRegions(file: RandomAccessFile, warnings: CheckFinding[]): Promise<RegionEntry[]> {
+async function readRegions(file: VhdxSource, warnings: CheckFinding[]): Promise<RegionEntry[]> {
   let regions: RegionEntry[] | undefined;
   for (const [i, offset] of REGION_TABLE_OFFSETS.entries()) {
     const parsed = parseRegionTable(
@@ -338,7 +353,7 @@ interface MetadataItems {
 }
 
 /** §2.6: reads the metadata table and every item this reader knows. */
-async function readMetadata(file: RandomAccessFile, offset: number, length: number): Promise<MetadataItems> {
+async function readMetadata(file: VhdxSource, offset: number, length: number): Promise<MetadataItems> {
   const table = await file.readExact(offset, MT_TABLE_SIZE, "VHDX metadata table");
   if (!table.subarray(0, 8).equals(MT_SIGNATURE))
     fail("VHDX_BAD_METADATA", 'no "metadata" signature', file, offset);
@@ -380,36 +395,311 @@ async function readMetadata(file: RandomAccessFile, offset: number, length: numb
   return { items };
 }
 
-function requiredItem(
-  meta: MetadataItems,
-  id: string,
-  name: string,
-  size: number,
-  file: RandomAccessFile,
-): Buffer {
+function requiredItem(meta: MetadataItems, id: string, name: string, size: number, file: VhdxSource): Buffer {
   const item = meta.items.get(id);
   if (!item || item.length < size)
     fail("VHDX_BAD_METADATA", `the ${name} metadata item is missing or short`, file);
   return item;
 }
 
+// ---------------------------------------------------------------------------
+// Log replay (§2.3), read-only: the updates are applied in memory
+// ---------------------------------------------------------------------------
+
+/** §2.3: the log is made of 4 KiB sectors. */
+const LOG_SECTOR = 4 * KiB;
+// §2.3.1.1 Log entry header (64 bytes).
+const LE_SIGNATURE = 0; // "loge"
+const LE_CHECKSUM = 4;
+const LE_ENTRY_LENGTH = 8;
+const LE_TAIL = 12;
+const LE_SEQUENCE = 16;
+const LE_DESCRIPTOR_COUNT = 24;
+const LE_LOG_GUID = 32;
+const LE_FLUSHED_FILE_OFFSET = 48;
+const LE_LAST_FILE_OFFSET = 56;
+const LE_HEADER_SIZE = 64;
+const LOG_ENTRY_SIGNATURE = Buffer.from("loge", "latin1");
+// §2.3.1.2 zero descriptor and §2.3.1.3 data descriptor (32 bytes each).
+const DESCRIPTOR_SIZE = 32;
+const ZERO_DESCRIPTOR_SIGNATURE = Buffer.from("zero", "latin1");
+const ZD_LENGTH = 8;
+const ZD_FILE_OFFSET = 16;
+const ZD_SEQUENCE = 24;
+const DATA_DESCRIPTOR_SIGNATURE = Buffer.from("desc", "latin1");
+const DD_TRAILING_BYTES = 4;
+const DD_LEADING_BYTES = 8;
+const DD_FILE_OFFSET = 16;
+const DD_SEQUENCE = 24;
+// §2.3.1.4 data sector: "data", sequence high, 4084 bytes, sequence low.
+const DATA_SECTOR_SIGNATURE = Buffer.from("data", "latin1");
+const DS_SEQUENCE_HIGH = 4;
+const DS_DATA = 8;
+const DS_DATA_BYTES = 4084;
+const DS_SEQUENCE_LOW = 4092;
+/** Replayed updates are kept in memory: refuse logs that would hold more than this. */
+const MAX_REPLAY_BYTES = 64 * MiB;
+
+/** One update of a valid log entry: 4 KiB of data, or zeros over a range. */
+type LogUpdate =
+  | { kind: "data"; fileOffset: number; sector: Buffer }
+  | { kind: "zero"; fileOffset: number; length: number };
+
+interface LogEntry {
+  offset: number;
+  length: number;
+  tail: number;
+  sequence: bigint;
+  /** The file size the writer had made durable when it wrote the entry. */
+  flushedFileOffset: number;
+  lastFileOffset: number;
+  updates: LogUpdate[];
+}
+
+/** Reads `length` bytes of the circular log starting `offset` bytes into it. */
+async function readLog(
+  file: RandomAccessFile,
+  header: VhdxHeader,
+  offset: number,
+  length: number,
+): Promise<Buffer> {
+  const out = Buffer.alloc(length);
+  for (let done = 0; done < length; ) {
+    const at = (offset + done) % header.logLength;
+    const n = Math.min(length - done, header.logLength - at);
+    await file.readExact(header.logOffset + at, n, "VHDX log", out.subarray(done, done + n));
+    done += n;
+  }
+  return out;
+}
+
+/**
+ * Parses the log entry at `offset` (§2.3.1); undefined unless it is wholly
+ * valid: signature, length, CRC-32C over the whole entry, the header's log
+ * GUID, and every descriptor and data sector carrying the entry's sequence number.
+ */
+async function readLogEntry(
+  file: RandomAccessFile,
+  header: VhdxHeader,
+  offset: number,
+): Promise<LogEntry | undefined> {
+  const head = await readLog(file, header, offset, LOG_SECTOR);
+  if (!head.subarray(LE_SIGNATURE, LE_SIGNATURE + 4).equals(LOG_ENTRY_SIGNATURE)) return undefined;
+  const length = head.readUInt32LE(LE_ENTRY_LENGTH);
+  const count = head.readUInt32LE(LE_DESCRIPTOR_COUNT);
+  if (length < LOG_SECTOR || length % LOG_SECTOR !== 0 || length > header.logLength) return undefined;
+  if (guidText(head.subarray(LE_LOG_GUID)) !== header.logGuid) return undefined;
+  const descriptorSectors = Math.ceil((LE_HEADER_SIZE + count * DESCRIPTOR_SIZE) / LOG_SECTOR);
+  if (descriptorSectors * LOG_SECTOR > length) return undefined;
+  const entry = await readLog(file, header, offset, length);
+  if (checksumWithFieldZero(entry, LE_CHECKSUM) !== entry.readUInt32LE(LE_CHECKSUM)) return undefined;
+  const sequence = entry.readBigUInt64LE(LE_SEQUENCE);
+  const updates: LogUpdate[] = [];
+  let dataSector = descriptorSectors;
+  for (let i = 0; i < count; i++) {
+    const d = entry.subarray(
+      LE_HEADER_SIZE + i * DESCRIPTOR_SIZE,
+      LE_HEADER_SIZE + (i + 1) * DESCRIPTOR_SIZE,
+    );
+    const signature = d.subarray(0, 4);
+    if (signature.equals(ZERO_DESCRIPTOR_SIGNATURE)) {
+      if (d.readBigUInt64LE(ZD_SEQUENCE) !== sequence) return undefined;
+      const zeroLength = safeNumber(d.readBigUInt64LE(ZD_LENGTH));
+      const fileOffset = safeNumber(d.readBigUInt64LE(ZD_FILE_OFFSET));
+      if (zeroLength % LOG_SECTOR !== 0 || fileOffset % LOG_SECTOR !== 0) return undefined;
+      updates.push({ kind: "zero", fileOffset, length: zeroLength });
+    } else if (signature.equals(DATA_DESCRIPTOR_SIGNATURE)) {
+      if (d.readBigUInt64LE(DD_SEQUENCE) !== sequence) return undefined;
+      const fileOffset = safeNumber(d.readBigUInt64LE(DD_FILE_OFFSET));
+      if (fileOffset % LOG_SECTOR !== 0 || (dataSector + 1) * LOG_SECTOR > length) return undefined;
+      const ds = entry.subarray(dataSector * LOG_SECTOR, (dataSector + 1) * LOG_SECTOR);
+      dataSector++;
+      const dsSequence =
+        (BigInt(ds.readUInt32LE(DS_SEQUENCE_HIGH)) << 32n) | BigInt(ds.readUInt32LE(DS_SEQUENCE_LOW));
+      if (!ds.subarray(0, 4).equals(DATA_SECTOR_SIGNATURE) || dsSequence !== sequence) return undefined;
+      // the sector's first 8 and last 4 bytes live in the descriptor (they hold the signature and sequence in the log)
+      const sector = Buffer.alloc(LOG_SECTOR);
+      d.copy(sector, 0, DD_LEADING_BYTES, DD_LEADING_BYTES + 8);
+      ds.copy(sector, 8, DS_DATA, DS_DATA + DS_DATA_BYTES);
+      d.copy(sector, LOG_SECTOR - 4, DD_TRAILING_BYTES, DD_TRAILING_BYTES + 4);
+      updates.push({ kind: "data", fileOffset, sector });
+    } else return undefined;
+  }
+  return {
+    offset,
+    length,
+    tail: entry.readUInt32LE(LE_TAIL),
+    sequence,
+    flushedFileOffset: safeNumber(entry.readBigUInt64LE(LE_FLUSHED_FILE_OFFSET)),
+    lastFileOffset: safeNumber(entry.readBigUInt64LE(LE_LAST_FILE_OFFSET)),
+    updates,
+  };
+}
+
+const safeNumber = (v: bigint) => (v > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(v));
+
+/**
+ * §2.3.3: the active sequence ends at the valid entry with the highest
+ * sequence number (the head) and starts at the head's tail; every entry in
+ * between must be valid, contiguous and numbered one more than the one before.
+ */
+async function activeSequence(file: RandomAccessFile, header: VhdxHeader): Promise<LogEntry[]> {
+  let head: LogEntry | undefined;
+  for (let offset = 0; offset < header.logLength; offset += LOG_SECTOR) {
+    const entry = await readLogEntry(file, header, offset);
+    if (entry && (!head || entry.sequence > head.sequence)) head = entry;
+    if (entry) offset += entry.length - LOG_SECTOR;
+  }
+  if (!head) return [];
+  const sequence: LogEntry[] = [];
+  let offset = head.tail;
+  for (let step = 0; step <= header.logLength / LOG_SECTOR; step++) {
+    const entry: LogEntry | undefined =
+      offset === head.offset ? head : await readLogEntry(file, header, offset);
+    const previous = sequence.at(-1);
+    if (!entry || (previous && entry.sequence !== previous.sequence + 1n)) {
+      fail(
+        "VHDX_LOG_CORRUPT",
+        `the log's active sequence is broken at log offset ${offset} (tail ${head.tail}, head ${head.offset})`,
+        file,
+        header.logOffset + offset,
+      );
+    }
+    sequence.push(entry);
+    if (entry === head) return sequence;
+    offset = (offset + entry.length) % header.logLength;
+  }
+  fail("VHDX_LOG_CORRUPT", "the log's active sequence does not end at its head", file, header.logOffset);
+}
+
+/** The file as it reads after the log's active sequence is applied; the file itself is never written. */
+class LogReplayedFile implements VhdxSource {
+  /** 4 KiB page index → its bytes after the log (a zero page is stored as an empty buffer). */
+  private readonly pages = new Map<number, Buffer>();
+  readonly size: number;
+  /** Log entries applied. */
+  readonly entries: number;
+
+  constructor(
+    private readonly file: RandomAccessFile,
+    sequence: LogEntry[],
+  ) {
+    this.entries = sequence.length;
+    let size = file.size;
+    for (const entry of sequence) {
+      for (const update of entry.updates) {
+        if (update.kind === "data") this.pages.set(update.fileOffset / LOG_SECTOR, update.sector);
+        else {
+          for (let at = update.fileOffset; at < update.fileOffset + update.length; at += LOG_SECTOR) {
+            this.pages.set(at / LOG_SECTOR, EMPTY);
+            if (this.pages.size * LOG_SECTOR > MAX_REPLAY_BYTES) break;
+          }
+        }
+        size = Math.max(size, update.fileOffset + (update.kind === "data" ? LOG_SECTOR : update.length));
+      }
+      // §2.3.3: the file must be at least LastFileOffset long after replay
+      size = Math.max(size, entry.lastFileOffset);
+    }
+    if (this.pages.size * LOG_SECTOR > MAX_REPLAY_BYTES) {
+      fail(
+        "VHDX_LOG_TOO_LARGE",
+        `the log updates more than ${MAX_REPLAY_BYTES} bytes; replay it with Hyper-V or qemu-img first`,
+        file,
+      );
+    }
+    this.size = size;
+  }
+
+  get path(): string {
+    return this.file.path;
+  }
+
+  async readExact(offset: number, length: number, what: string, into?: Buffer): Promise<Buffer> {
+    if (offset < 0 || offset + length > this.size) {
+      fail(
+        "TRUNCATED",
+        `${what} (${length} bytes at offset ${offset}) lies past the end of the file (${this.size} bytes, log replayed)`,
+        this.file,
+        offset,
+      );
+    }
+    const out = into ? into.subarray(0, length) : Buffer.allocUnsafe(length);
+    const inFile = Math.max(0, Math.min(length, this.file.size - offset));
+    if (inFile > 0) await this.file.readExact(offset, inFile, what, out.subarray(0, inFile));
+    out.fill(0, inFile);
+    for (let page = Math.floor(offset / LOG_SECTOR); page * LOG_SECTOR < offset + length; page++) {
+      const bytes = this.pages.get(page);
+      if (!bytes) continue;
+      const pageStart = page * LOG_SECTOR;
+      const from = Math.max(offset, pageStart);
+      const to = Math.min(offset + length, pageStart + LOG_SECTOR);
+      if (bytes.length === 0) out.fill(0, from - offset, to - offset);
+      else bytes.copy(out, from - offset, from - pageStart, to - pageStart);
+    }
+    return out;
+  }
+
+  async close(): Promise<void> {
+    await this.file.close();
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/** Finds and applies the log's active sequence in memory (§2.3.3), or refuses a log that cannot be replayed. */
+async function replayLog(file: RandomAccessFile, header: VhdxHeader): Promise<LogReplayedFile> {
+  const where = HEADER_OFFSETS[header.slot - 1] + H_LOG_OFFSET;
+  if (header.logVersion !== 0)
+    fail(
+      "VHDX_LOG_NOT_EMPTY",
+      `log version ${header.logVersion} is unknown: cannot replay the non-empty log`,
+      file,
+      where,
+    );
+  if (
+    header.logLength === 0 ||
+    header.logLength % MiB !== 0 ||
+    header.logOffset % MiB !== 0 ||
+    header.logOffset < HEADER_SECTION_SIZE ||
+    header.logOffset + header.logLength > file.size
+  ) {
+    fail(
+      "VHDX_LOG_CORRUPT",
+      `the log (${header.logLength} bytes at ${header.logOffset}) is misplaced: cannot replay it`,
+      file,
+      where,
+    );
+  }
+  const sequence = await activeSequence(file, header);
+  const head = sequence.at(-1);
+  // §2.3.1.1: a file shorter than the head's FlushedFileOffset lost data the log relies on
+  if (head && head.flushedFileOffset > file.size) {
+    fail(
+      "VHDX_LOG_CORRUPT",
+      `the log's head entry says the file was flushed up to ${head.flushedFileOffset} bytes, but it has ${file.size}: the file was truncated`,
+      file,
+      header.logOffset + head.offset,
+    );
+  }
+  return new LogReplayedFile(file, sequence);
+}
+
 const isPowerOfTwo = (n: number) => n > 0 && (n & (n - 1)) === 0;
 
 /** Opens the structures of a VHDX: headers, regions, metadata, BAT geometry. */
 export async function loadVhdxLayout(
-  file: RandomAccessFile,
-  options: { allowLog?: boolean } = {},
+  rawFile: RandomAccessFile,
+  options: { replayLog?: boolean } = {},
 ): Promise<VhdxLayout> {
   const warnings: CheckFinding[] = [];
-  const creator = await readFileIdentifier(file);
-  const header = await readCurrentHeader(file, warnings);
-  if (header.logGuid !== ZERO_GUID && !options.allowLog) {
-    fail(
-      "VHDX_LOG_NOT_EMPTY",
-      `the VHDX log is not empty (log GUID ${header.logGuid}): the image was not closed cleanly and its log must be replayed; ovfkit does not replay logs — open and close it once in Hyper-V or with "qemu-img check -r all" on a copy`,
-      file,
-      HEADER_OFFSETS[header.slot - 1] + H_LOG_GUID,
-    );
+  const creator = await readFileIdentifier(rawFile);
+  const header = await readCurrentHeader(rawFile, warnings);
+  let file: VhdxSource = rawFile;
+  let replayedLogEntries = 0;
+  if (header.logGuid !== ZERO_GUID && options.replayLog !== false) {
+    const replayed = await replayLog(rawFile, header);
+    file = replayed;
+    replayedLogEntries = replayed.entries;
   }
   const regions = await readRegions(file, warnings);
   const bat = regions.find((r) => r.guid === GUID.bat);
@@ -494,6 +784,7 @@ export async function loadVhdxLayout(
   }
   return {
     file,
+    replayedLogEntries,
     creator,
     header,
     warnings,
@@ -564,6 +855,8 @@ class VhdxReader implements DiskReader {
   readonly creator: string;
   readonly files: string[];
   readonly formatSpecific: FormatSpecificInfo;
+  /** The log was not empty: the image was not closed cleanly (its log is replayed in memory). */
+  readonly dirty: boolean;
   private readonly bat: BatCache;
 
   constructor(readonly layout: VhdxLayout) {
@@ -571,6 +864,7 @@ class VhdxReader implements DiskReader {
     this.creator = layout.creator;
     this.files = [layout.file.path];
     this.bat = new BatCache(layout);
+    this.dirty = layout.header.logGuid !== ZERO_GUID;
     this.formatSpecific = {
       "block-size": layout.blockSize,
       "logical-sector-size": layout.logicalSectorSize,
@@ -578,6 +872,7 @@ class VhdxReader implements DiskReader {
       "leave-blocks-allocated": layout.leaveBlocksAllocated,
       "header-sequence-number": layout.header.sequenceNumber.toString(),
       "page83-id": layout.page83,
+      "log-entries-replayed": layout.replayedLogEntries,
     };
   }
 
@@ -711,7 +1006,7 @@ export async function checkVhdx(path: string): Promise<CheckReport> {
   try {
     let layout: VhdxLayout;
     try {
-      layout = await loadVhdxLayout(file, { allowLog: true });
+      layout = await loadVhdxLayout(file);
     } catch (error) {
       const e = asOvfkitError(error, path);
       findings.push({
@@ -727,8 +1022,8 @@ export async function checkVhdx(path: string): Promise<CheckReport> {
     if (layout.header.logGuid !== ZERO_GUID) {
       findings.push({
         code: "VHDX_LOG_NOT_EMPTY",
-        severity: "corruption",
-        message: `the log is not empty (log GUID ${layout.header.logGuid}); it must be replayed before the image is used`,
+        severity: "warning",
+        message: `the log is not empty (log GUID ${layout.header.logGuid}): the image was not closed cleanly; ${layout.replayedLogEntries} log entries are replayed in memory when reading (the file is not modified)`,
         file: path,
         offset: HEADER_OFFSETS[layout.header.slot - 1] + H_LOG_GUID,
       });

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { copyFileSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -14,6 +15,7 @@ import {
 } from "../../src/formats/index.js";
 import { batIndexOfBlock, loadVhdxLayout, planVhdx } from "../../src/formats/vhdx.js";
 import { tempDir } from "../helpers/tmp.js";
+import { hasTool, run } from "../helpers/tools.js";
 
 const dir = tempDir();
 const MiB = 1024 * 1024;
@@ -145,21 +147,6 @@ describe("vhdx damaged input", () => {
     expect((await checkDisk(bad, { format: "vhdx" })).findings[0]?.code).toBe("VHDX_BAD_HEADER");
   });
 
-  it("refuses a non-empty log instead of ignoring it", async () => {
-    const { dest } = await writeSample("log", { block_size: "1M" });
-    const bad = join(dir, "log-bad.vhdx");
-    const buf = readFileSync(dest);
-    for (const at of [64 * 1024, 128 * 1024]) {
-      buf.fill(0x11, at + 48, at + 64); // log GUID
-      rewriteHeaderCrc(buf, at);
-    }
-    writeFileSync(bad, buf);
-    const error = await openDisk(bad).catch((e: unknown) => e);
-    expect(error).toMatchObject({ code: "VHDX_LOG_NOT_EMPTY", offset: 128 * 1024 + 48 });
-    expect((error as Error).message).toMatch(/replay/);
-    expect((await checkDisk(bad)).findings.map((f) => f.code)).toContain("VHDX_LOG_NOT_EMPTY");
-  });
-
   it("reports a BAT entry past the end of the file and overlapping blocks", async () => {
     const { dest } = await writeSample("bat", { block_size: "1M" });
     const file = await RandomAccessFile.open(dest);
@@ -238,5 +225,225 @@ describe("vhdx damaged input", () => {
       expect(Array.isArray(report.findings)).toBe(true);
     }
     expect(outcomes.size).toBeGreaterThan(1);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Log replay: logs built by hand following MS-VHDX §2.3.1
+// ---------------------------------------------------------------------------
+
+const SECTOR = 4096;
+const LOG_OFFSET = MiB; // where our writer puts the 1 MiB log
+type Update = { fileOffset: number; data: Buffer } | { fileOffset: number; zeroLength: number };
+
+/** One log entry (§2.3.1.1 header, §2.3.1.2/3 descriptors, §2.3.1.4 data sectors) with a valid CRC-32C. */
+function logEntry(o: {
+  guid: Buffer;
+  sequence: bigint;
+  tail: number;
+  lastFileOffset: number;
+  /** The file size the writer had flushed (default: lastFileOffset). */
+  flushedFileOffset?: number;
+  updates: Update[];
+}): Buffer {
+  const descriptorSectors = Math.ceil((64 + 32 * o.updates.length) / SECTOR);
+  const dataUpdates = o.updates.filter((u): u is { fileOffset: number; data: Buffer } => "data" in u);
+  const entry = Buffer.alloc((descriptorSectors + dataUpdates.length) * SECTOR);
+  entry.write("loge", 0, "latin1");
+  entry.writeUInt32LE(entry.length, 8);
+  entry.writeUInt32LE(o.tail, 12);
+  entry.writeBigUInt64LE(o.sequence, 16);
+  entry.writeUInt32LE(o.updates.length, 24);
+  o.guid.copy(entry, 32);
+  entry.writeBigUInt64LE(BigInt(o.flushedFileOffset ?? o.lastFileOffset), 48);
+  entry.writeBigUInt64LE(BigInt(o.lastFileOffset), 56);
+  let dataSector = descriptorSectors;
+  for (const [i, u] of o.updates.entries()) {
+    const d = entry.subarray(64 + 32 * i, 96 + 32 * i);
+    if ("zeroLength" in u) {
+      d.write("zero", 0, "latin1");
+      d.writeBigUInt64LE(BigInt(u.zeroLength), 8);
+      d.writeBigUInt64LE(BigInt(u.fileOffset), 16);
+      d.writeBigUInt64LE(o.sequence, 24);
+    } else {
+      d.write("desc", 0, "latin1");
+      u.data.copy(d, 4, 4092, 4096); // trailing bytes
+      u.data.copy(d, 8, 0, 8); // leading bytes
+      d.writeBigUInt64LE(BigInt(u.fileOffset), 16);
+      d.writeBigUInt64LE(o.sequence, 24);
+      const ds = entry.subarray(dataSector * SECTOR, (dataSector + 1) * SECTOR);
+      ds.write("data", 0, "latin1");
+      ds.writeUInt32LE(Number(o.sequence >> 32n), 4);
+      u.data.copy(ds, 8, 8, 4092);
+      ds.writeUInt32LE(Number(o.sequence & 0xffffffffn), 4092);
+      dataSector++;
+    }
+  }
+  entry.writeUInt32LE(crc32c(entry), 4);
+  return entry;
+}
+
+/** Sets the log GUID of both headers (and their CRCs): the log must now be replayed. */
+function setLogGuid(buf: Buffer, guid: Buffer): void {
+  for (const at of [64 * 1024, 128 * 1024]) {
+    guid.copy(buf, at + 48);
+    rewriteHeaderCrc(buf, at);
+  }
+}
+
+const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
+
+describe("vhdx log replay (read-only, in memory)", () => {
+  async function loggedImage(name: string) {
+    const { dest } = await writeSample(name, { block_size: "1M" });
+    const file = await RandomAccessFile.open(dest);
+    const layout = await loadVhdxLayout(file);
+    await file.close();
+    const buf = readFileSync(dest);
+    const batEntryAt = (block: number) => layout.batOffset + batIndexOfBlock(block, layout.chunkRatio) * 8;
+    const blockOffset = (block: number) => Number(buf.readBigUInt64LE(batEntryAt(block)) >> 20n) * MiB;
+    return { dest, buf, layout, batEntryAt, blockOffset };
+  }
+
+  it("applies the active sequence, ignores stale and torn entries, and never writes the file", async () => {
+    const { buf, batEntryAt, blockOffset } = await loggedImage("log");
+    const guid = Buffer.from("00112233445566778899aabbccddeeff", "hex");
+    const block0 = blockOffset(0);
+    expect(block0).toBeGreaterThan(0);
+    expect(buf.readBigUInt64LE(batEntryAt(5)) & 7n).toBe(0n); // MiB 5 of the source is zeros: not stored
+    // entry 1 (sequence 7): 0xEE over the third 4 KiB of block 0, zeros over its first 8 KiB
+    const a = logEntry({
+      guid,
+      sequence: 7n,
+      tail: 0,
+      lastFileOffset: buf.length,
+      updates: [
+        { fileOffset: block0 + 2 * SECTOR, data: Buffer.alloc(SECTOR, 0xee) },
+        { fileOffset: block0, zeroLength: 2 * SECTOR },
+      ],
+    });
+    // entry 2 (sequence 8): block 5 allocated in a MiB the writer had appended to the file
+    // (flushed) before logging its first 4 KiB and the BAT page that maps it
+    const newBlock = buf.length;
+    const batPageAt = Math.floor(batEntryAt(5) / SECTOR) * SECTOR;
+    const batPage = Buffer.from(buf.subarray(batPageAt, batPageAt + SECTOR));
+    batPage.writeBigUInt64LE((BigInt(newBlock / MiB) << 20n) | 6n, batEntryAt(5) - batPageAt);
+    const b = logEntry({
+      guid,
+      sequence: 8n,
+      tail: 0,
+      lastFileOffset: newBlock + MiB,
+      updates: [
+        { fileOffset: newBlock, data: Buffer.alloc(SECTOR, 0x5b) },
+        { fileOffset: batPageAt, data: batPage },
+      ],
+    });
+    // a stale entry (sequence 3) further on, and a torn one (bad CRC, sequence 9) right after the head
+    const stale = logEntry({
+      guid,
+      sequence: 3n,
+      tail: 512 * 1024,
+      lastFileOffset: buf.length,
+      updates: [{ fileOffset: blockOffset(1), data: Buffer.alloc(SECTOR, 0x99) }],
+    });
+    const torn = logEntry({
+      guid,
+      sequence: 9n,
+      tail: 0,
+      lastFileOffset: buf.length,
+      updates: [{ fileOffset: block0, data: Buffer.alloc(SECTOR, 0x66) }],
+    });
+    torn[200] ^= 1;
+    a.copy(buf, LOG_OFFSET);
+    b.copy(buf, LOG_OFFSET + a.length);
+    torn.copy(buf, LOG_OFFSET + a.length + b.length);
+    stale.copy(buf, LOG_OFFSET + 512 * 1024);
+    setLogGuid(buf, guid);
+    const path = join(dir, "log-replay.vhdx");
+    writeFileSync(path, Buffer.concat([buf, Buffer.alloc(MiB)]));
+    const before = sha(readFileSync(path));
+
+    const source = sourceBytes();
+    const reader = await openDisk(path);
+    try {
+      expect(reader.dirty).toBe(true);
+      expect(reader.formatSpecific["log-entries-replayed"]).toBe(2);
+      const block0Now = await reader.read(0, MiB);
+      expect(block0Now.subarray(0, 2 * SECTOR).every((x) => x === 0)).toBe(true);
+      expect(block0Now.subarray(2 * SECTOR, 3 * SECTOR).every((x) => x === 0xee)).toBe(true);
+      expect(block0Now.subarray(3 * SECTOR).equals(source.subarray(3 * SECTOR, MiB))).toBe(true);
+      const block5 = await reader.read(5 * MiB, MiB); // through the replayed BAT entry
+      expect(block5.subarray(0, SECTOR).every((x) => x === 0x5b)).toBe(true);
+      expect(block5.subarray(SECTOR).every((x) => x === 0)).toBe(true);
+      expect((await reader.read(MiB, MiB)).equals(source.subarray(MiB, 2 * MiB))).toBe(true); // stale entry not applied
+      expect(
+        (await collectMap(reader)).find((e) => e.offset <= 5 * MiB && e.offset + e.length > 5 * MiB)?.kind,
+      ).toBe("data");
+    } finally {
+      await reader.close();
+    }
+    const report = await checkDisk(path);
+    expect(report.findings.map((f) => [f.code, f.severity])).toEqual([["VHDX_LOG_NOT_EMPTY", "warning"]]);
+    expect(sha(readFileSync(path))).toBe(before);
+  });
+
+  it.skipIf(!hasTool("qemu-img"))(
+    "replays like qemu-img (which replays into a copy when opened read-write)",
+    async () => {
+      const path = join(dir, "log-replay.vhdx");
+      const copy = join(dir, "log-replay-qemu.vhdx");
+      copyFileSync(path, copy);
+      // qemu replays the log when it opens the image read-write (check -r), then converts the result
+      const check = run("qemu-img", ["check", "-r", "all", "-f", "vhdx", copy]);
+      // qemu counts the replay as a repaired inconsistency; afterwards the copy is clean
+      expect(check.stdout + check.stderr).not.toMatch(/Could not open/);
+      const recheck = run("qemu-img", ["check", "-f", "vhdx", copy]);
+      expect(recheck.status, recheck.stdout + recheck.stderr).toBe(0);
+      const raw = join(dir, "log-replay-qemu.raw");
+      expect(run("qemu-img", ["convert", "-f", "vhdx", "-O", "raw", copy, raw]).status).toBe(0);
+      const ours = await openDisk(path);
+      const theirs = await openDisk(raw);
+      try {
+        expect((await compareDisks(ours, theirs)).identical).toBe(true);
+      } finally {
+        await ours.close();
+        await theirs.close();
+      }
+    },
+  );
+
+  it("refuses a log whose active sequence is broken, and one without any valid entry replays nothing", async () => {
+    const { buf } = await loggedImage("log-broken");
+    const guid = Buffer.from("ffeeddccbbaa99887766554433221100", "hex");
+    // the head (sequence 5) names a tail at 64 KiB where no valid entry is
+    const head = logEntry({ guid, sequence: 5n, tail: 64 * 1024, lastFileOffset: buf.length, updates: [] });
+    const broken = Buffer.from(buf);
+    head.copy(broken, LOG_OFFSET);
+    setLogGuid(broken, guid);
+    const p1 = join(dir, "log-broken.vhdx");
+    writeFileSync(p1, broken);
+    await expect(openDisk(p1)).rejects.toMatchObject({ code: "VHDX_LOG_CORRUPT" });
+    expect((await checkDisk(p1)).findings.map((f) => f.code)).toEqual(["VHDX_LOG_CORRUPT"]);
+
+    // the log says the file was flushed up to beyond its end: the file was cut short
+    const cut = Buffer.from(buf);
+    logEntry({ guid, sequence: 5n, tail: 0, lastFileOffset: buf.length + MiB, updates: [] }).copy(
+      cut,
+      LOG_OFFSET,
+    );
+    setLogGuid(cut, guid);
+    const p3 = join(dir, "log-flushed-past-end.vhdx");
+    writeFileSync(p3, cut);
+    await expect(openDisk(p3)).rejects.toMatchObject({ code: "VHDX_LOG_CORRUPT" });
+
+    // a log GUID with an all-zero log: nothing valid to replay (qemu does the same)
+    const empty = Buffer.from(buf);
+    setLogGuid(empty, guid);
+    const p2 = join(dir, "log-nothing.vhdx");
+    writeFileSync(p2, empty);
+    const reader = await openDisk(p2);
+    expect(reader.formatSpecific["log-entries-replayed"]).toBe(0);
+    expect(reader.dirty).toBe(true);
+    await reader.close();
   });
 });
