@@ -717,29 +717,99 @@ class SparseExtentWriter {
   }
 }
 
+/** An extent file being written: finished (completed and closed) or abandoned (closed). */
+interface ExtentOutput {
+  finish(): Promise<void>;
+  abandon(): Promise<void>;
+}
+
+/**
+ * Opens the extent files of an output one at a time, in order: writers
+ * move through the disk in ascending offsets, so a split 8 TiB disk (4096
+ * extents) never holds more than one extent file open.
+ */
+class SequentialExtents<W extends ExtentOutput> {
+  private current: W | undefined;
+  private index = -1;
+
+  constructor(
+    private readonly count: number,
+    private readonly open: (index: number) => Promise<W>,
+  ) {}
+
+  /** The writer of extent `i`, finishing (and creating, even when empty) every extent before it. */
+  async get(i: number): Promise<W> {
+    if (i < this.index || i >= this.count)
+      throw new OvfkitError("INTERNAL", `extent ${i} requested out of order`);
+    while (this.index < i) {
+      const previous = this.current;
+      this.current = undefined;
+      await previous?.finish();
+      this.current = await this.open(this.index + 1);
+      this.index++;
+    }
+    return this.current!;
+  }
+
+  /** Creates the remaining (empty) extents and finishes the last. */
+  async finishAll(): Promise<void> {
+    await this.get(this.count - 1);
+    const last = this.current;
+    this.current = undefined;
+    await last?.finish();
+  }
+
+  async abandon(): Promise<void> {
+    await this.current?.abandon().catch(() => {});
+    this.current = undefined;
+  }
+}
+
+/** A flat extent file: written where data is, sized to the extent at the end (holes elsewhere). */
+class FlatExtentOutput implements ExtentOutput {
+  constructor(
+    readonly file: RandomAccessFile,
+    private readonly bytes: number,
+  ) {}
+
+  async finish(): Promise<void> {
+    try {
+      await this.file.truncate(this.bytes);
+    } finally {
+      await this.file.close();
+    }
+  }
+
+  async abandon(): Promise<void> {
+    await this.file.close();
+  }
+}
+
 /** Writes the grains of `source` into sparse extents of `extentGrains` grains each. */
 async function writeSparseExtents(
   source: DiskReader,
-  writers: SparseExtentWriter[],
+  writers: SequentialExtents<SparseExtentWriter>,
   extentGrains: number,
   settings: VmdkWriteSettings,
   ctx: WriteContext,
 ): Promise<void> {
   const grainBytes = DEFAULT_GRAIN_SECTORS * SECTOR;
-  const zeroGrains: number[] = [];
+  // Zero ranges recorded by the source stay recorded (zeroed_grain): the whole grains inside
+  // `zero` extents, as ranges of grains, marked in order between the data grains.
+  const zeroRuns: { next: number; end: number }[] = [];
   if (settings.zeroedGrain) {
-    // Zero ranges recorded by the source stay recorded: whole grains inside `zero` extents.
     for await (const e of source.map()) {
-      if (e.kind !== "zero") continue;
-      for (let g = Math.ceil(e.offset / grainBytes); (g + 1) * grainBytes <= e.offset + e.length; g++)
-        zeroGrains.push(g);
+      const first = Math.ceil(e.offset / grainBytes);
+      const end = Math.floor((e.offset + e.length) / grainBytes);
+      if (e.kind === "zero" && end > first) zeroRuns.push({ next: first, end });
     }
   }
-  let z = 0;
   const flushZerosBefore = async (limit: number) => {
-    for (; z < zeroGrains.length && zeroGrains[z]! < limit; z++) {
-      const g = zeroGrains[z]!;
-      await writers[Math.floor(g / extentGrains)]!.zeroGrain(g % extentGrains);
+    while (zeroRuns.length > 0 && zeroRuns[0]!.next < limit) {
+      const run = zeroRuns[0]!;
+      const g = run.next++;
+      await (await writers.get(Math.floor(g / extentGrains))).zeroGrain(g % extentGrains);
+      if (run.next >= run.end) zeroRuns.shift();
     }
   };
   for await (const run of grainRuns(source, grainBytes, ctx.signal)) {
@@ -748,7 +818,7 @@ async function writeSparseExtents(
       await flushZerosBefore(g);
       const grain = run.data.subarray(at, at + grainBytes);
       if (isAllZero(grain)) continue;
-      await writers[Math.floor(g / extentGrains)]!.writeGrain(g % extentGrains, grain);
+      await (await writers.get(Math.floor(g / extentGrains))).writeGrain(g % extentGrains, grain);
     }
     ctx.progress?.(
       Math.min(source.virtualSize, run.grain * grainBytes + run.data.length),
@@ -766,9 +836,16 @@ async function writeFlatExtents(
   extentBytes: number,
   ctx: WriteContext,
 ): Promise<void> {
-  const files: RandomAccessFile[] = [];
+  const capacityBytes = Math.ceil(source.virtualSize / SECTOR) * SECTOR;
+  const extents = new SequentialExtents(
+    paths.length,
+    async (i) =>
+      new FlatExtentOutput(
+        await RandomAccessFile.create(paths[i]!),
+        Math.max(0, Math.min(extentBytes, capacityBytes - i * extentBytes)),
+      ),
+  );
   try {
-    for (const p of paths) files.push(await RandomAccessFile.create(p));
     for await (const chunk of dataChunks(source, { skipZeroChunks: true, signal: ctx.signal })) {
       let offset = chunk.offset;
       let data = chunk.data;
@@ -776,19 +853,17 @@ async function writeFlatExtents(
         const index = Math.floor(offset / extentBytes);
         const inExtent = offset - index * extentBytes;
         const n = Math.min(data.length, extentBytes - inExtent);
-        await files[index]!.writeAt(inExtent, data.subarray(0, n));
+        await (await extents.get(index)).file.writeAt(inExtent, data.subarray(0, n));
         offset += n;
         data = data.subarray(n);
       }
       ctx.progress?.(chunk.offset + chunk.data.length, source.virtualSize);
     }
-    const capacityBytes = Math.ceil(source.virtualSize / SECTOR) * SECTOR;
-    for (let i = 0; i < files.length; i++) {
-      await files[i]!.truncate(Math.min(extentBytes, capacityBytes - i * extentBytes));
-    }
+    await extents.finishAll();
     ctx.progress?.(source.virtualSize, source.virtualSize);
-  } finally {
-    for (const f of files) await f.close();
+  } catch (error) {
+    await extents.abandon();
+    throw error;
   }
 }
 
@@ -826,49 +901,32 @@ async function writeVmdk(
       );
       return;
     }
-    case "monolithicSparse": {
-      const descriptor = describe([
-        { access: "RW", sectors: capacity, type: "SPARSE", file: self, offset: 0 },
-      ]);
-      const writer = await SparseExtentWriter.create(
-        ctx.tx.file(destPath),
-        capacity,
-        Buffer.from(descriptor),
-        settings.zeroedGrain,
-      );
-      await finishWriters([writer], () =>
-        writeSparseExtents(source, [writer], Number.MAX_SAFE_INTEGER, settings, ctx),
-      );
-      return;
-    }
+    case "monolithicSparse":
     case "twoGbMaxExtentSparse": {
-      const extentSectors = SPLIT_EXTENT_BYTES / SECTOR;
-      const lines = splitLines(
-        capacity,
-        extentSectors,
-        (i) => extentName(destPath, `s${pad3(i + 1)}`),
-        "SPARSE",
+      const split = settings.subformat === "twoGbMaxExtentSparse";
+      const extentSectors = split ? SPLIT_EXTENT_BYTES / SECTOR : Math.max(capacity, 1);
+      const lines = split
+        ? splitLines(capacity, extentSectors, (i) => extentName(destPath, `s${pad3(i + 1)}`), "SPARSE")
+        : [{ access: "RW" as const, sectors: capacity, type: "SPARSE" as const, file: self, offset: 0 }];
+      // monolithicSparse embeds its descriptor; split extents leave it to the descriptor file.
+      const embedded = split ? undefined : Buffer.from(describe(lines));
+      const writers = new SequentialExtents(lines.length, (i) =>
+        SparseExtentWriter.create(
+          ctx.tx.file(split ? join(dirname(destPath), lines[i]!.file!) : destPath),
+          lines[i]!.sectors,
+          embedded,
+          settings.zeroedGrain,
+        ),
       );
-      const writers: SparseExtentWriter[] = [];
       try {
-        for (const line of lines) {
-          writers.push(
-            await SparseExtentWriter.create(
-              ctx.tx.file(join(dirname(destPath), line.file!)),
-              line.sectors,
-              undefined,
-              settings.zeroedGrain,
-            ),
-          );
-        }
+        const extentGrains = split ? extentSectors / DEFAULT_GRAIN_SECTORS : Number.MAX_SAFE_INTEGER;
+        await writeSparseExtents(source, writers, extentGrains, settings, ctx);
+        await writers.finishAll();
       } catch (error) {
-        for (const w of writers) await w.abandon();
+        await writers.abandon();
         throw error;
       }
-      await finishWriters(writers, () =>
-        writeSparseExtents(source, writers, extentSectors / DEFAULT_GRAIN_SECTORS, settings, ctx),
-      );
-      await writeDescriptorFile(ctx.tx.file(destPath), describe(lines));
+      if (split) await writeDescriptorFile(ctx.tx.file(destPath), describe(lines));
       return;
     }
     case "monolithicFlat":
@@ -911,16 +969,6 @@ function splitLines(
     if (left <= extentSectors) break;
   }
   return lines;
-}
-
-async function finishWriters(writers: SparseExtentWriter[], work: () => Promise<void>): Promise<void> {
-  try {
-    await work();
-  } catch (error) {
-    for (const w of writers) await w.abandon().catch(() => {});
-    throw error;
-  }
-  for (const w of writers) await w.finish();
 }
 
 async function writeDescriptorFile(tempPath: string, text: string): Promise<void> {
