@@ -211,6 +211,24 @@ function shouldDrop(item: OvfItem, target: ConvertTarget): string | undefined {
 }
 
 /**
+ * Removes `folder` if SIGINT/SIGTERM arrives, then lets the signal end the
+ * process (re-raised when no other handler, e.g. withOutputs', is left to).
+ * Returns the function that uninstalls the handlers.
+ */
+function removeOnSignal(folder: string): () => void {
+  const signals = ["SIGINT", "SIGTERM"] as const;
+  const handler = (signal: NodeJS.Signals): void => {
+    rmSync(folder, { recursive: true, force: true });
+    for (const other of signals) process.removeListener(other, handler);
+    if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+  };
+  for (const signal of signals) process.once(signal, handler);
+  return () => {
+    for (const signal of signals) process.removeListener(signal, handler);
+  };
+}
+
+/**
  * Converts an appliance (`.ova` or `.ovf`) for `target`, writing an `.ova`
  * (or an OVF folder when `outPath` ends in `.ovf`).
  */
@@ -229,14 +247,11 @@ export async function convertAppliance(
     (error: unknown) => Promise.reject(asOvfkitError(error, outPath)),
   );
   // Signals: the work folder goes too (withOutputs removes the output's temporary file itself).
-  const cleanup = (): void => rmSync(work, { recursive: true, force: true });
-  process.once("SIGINT", cleanup);
-  process.once("SIGTERM", cleanup);
+  const release = removeOnSignal(work);
   try {
     return await convertIn(work, source, outPath, options);
   } finally {
-    process.removeListener("SIGINT", cleanup);
-    process.removeListener("SIGTERM", cleanup);
+    release();
     await rm(work, { recursive: true, force: true });
   }
 }
@@ -528,9 +543,7 @@ export async function createOvf(
   const staging = await mkdtemp(
     join(dirname(resolve(outPath)), `.${basename(outPath)}.ovfkit-create-`),
   ).catch((error: unknown) => Promise.reject(asOvfkitError(error, outPath)));
-  const cleanup = (): void => rmSync(staging, { recursive: true, force: true });
-  process.once("SIGINT", cleanup);
-  process.once("SIGTERM", cleanup);
+  const release = removeOnSignal(staging);
   try {
     const described: { href: string; size: number; capacity: number; format: string }[] = [];
     for (const disk of disks) {
@@ -558,8 +571,7 @@ export async function createOvf(
       onProgress: options.onProgress,
     });
   } finally {
-    process.removeListener("SIGINT", cleanup);
-    process.removeListener("SIGTERM", cleanup);
+    release();
     await rm(staging, { recursive: true, force: true });
   }
 }

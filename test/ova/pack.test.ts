@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { verifyPackage } from "../../src/ovf/ova.js";
 import { packOva, signPackage, unpackOva, writeManifest } from "../../src/ovf/pack.js";
-import { listTar, TarReader } from "../../src/ovf/tar.js";
+import { listTar, TarReader, TarWriter } from "../../src/ovf/tar.js";
 import { BIN, ovfkit } from "../helpers/cli.js";
 import { CORPUS_OVF, hasCorpus, sha256File } from "../helpers/corpus.js";
 import { tempDir } from "../helpers/tmp.js";
@@ -244,6 +244,50 @@ describe("pack", () => {
     );
     await expect(packOva(evil, join(dir, "evil.ova"))).rejects.toMatchObject({ code: "OVF_HREF_UNSAFE" });
     expect(existsSync(join(dir, "badsize.ova"))).toBe(false);
+  });
+});
+
+describe("verify layouts other tools write", () => {
+  it("a manifest after the files is verified in the same single pass (all three digests computed)", async () => {
+    const ovf = makeAppliance("late");
+    const folder = join(dir, "late");
+    await writeManifest(ovf, "create", { algorithm: "SHA512" });
+    const ova = join(dir, "late.ova");
+    const writer = await TarWriter.create(ova);
+    for (const name of ["late.ovf", "disk1.vmdk", "config.iso", "late.mf"]) {
+      const data = readFileSync(join(folder, name));
+      await writer.add({ name, size: data.length, mtime: 0 }, [data]);
+    }
+    await writer.finish();
+    const report = await verifyPackage(ova);
+    expect(report.ok).toBe(true);
+    expect(report.findings.map((f) => f.code)).toEqual(["OVA_MANIFEST_ORDER"]);
+    // Corrupt the disk: the late manifest still catches it.
+    const disk = (await listTar(ova)).members.find((m) => m.name === "disk1.vmdk")!;
+    const bytes = readFileSync(ova);
+    bytes[disk.dataOffset + 100] ^= 1;
+    writeFileSync(ova, bytes);
+    expect((await verifyPackage(ova)).findings.map((f) => f.code)).toEqual([
+      "MANIFEST_DIGEST_MISMATCH",
+      "OVA_MANIFEST_ORDER",
+    ]);
+  });
+
+  it("a descriptor that is not the first member is a warning, an error with --strict", async () => {
+    makeAppliance("notfirst");
+    const folder = join(dir, "notfirst");
+    const ova = join(dir, "notfirst.ova");
+    const writer = await TarWriter.create(ova);
+    for (const name of ["config.iso", "notfirst.ovf", "disk1.vmdk"]) {
+      const data = readFileSync(join(folder, name));
+      await writer.add({ name, size: data.length, mtime: 0 }, [data]);
+    }
+    await writer.finish();
+    const lenient = await verifyPackage(ova);
+    expect(lenient.findings.find((f) => f.code === "OVA_DESCRIPTOR_NOT_FIRST")?.severity).toBe("warning");
+    const strict = await verifyPackage(ova, { strict: true });
+    expect(strict.findings.find((f) => f.code === "OVA_DESCRIPTOR_NOT_FIRST")?.severity).toBe("error");
+    expect(strict.ok).toBe(false);
   });
 });
 
