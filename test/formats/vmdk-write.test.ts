@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
@@ -30,6 +30,25 @@ describe("VMDK writer details", () => {
       await disk.close();
     }
   });
+
+  it.skipIf(Boolean(noQemu))(
+    `create: an empty 5 GiB split disk has all its extents, one at a time ${noQemu}`,
+    async () => {
+      for (const subformat of ["twoGbMaxExtentSparse", "twoGbMaxExtentFlat"]) {
+        const sub = join(dir, subformat);
+        mkdirSync(sub);
+        const path = join(sub, "big.vmdk");
+        await createDisk(path, 5 * 1024 ** 3, { format: "vmdk", options: { subformat } });
+        expect(readdirSync(sub).length, subformat).toBe(4);
+        const check = run("qemu-img", ["check", path]);
+        expect(check.status, check.stdout + check.stderr).toBe(0);
+        const info = JSON.parse(run("qemu-img", ["info", "--output=json", path]).stdout) as {
+          "virtual-size": number;
+        };
+        expect(info["virtual-size"]).toBe(5 * 1024 ** 3);
+      }
+    },
+  );
 
   it("refuses unknown options and nonsense values with BAD_OPTION", async () => {
     const bad: Record<string, string>[] = [
