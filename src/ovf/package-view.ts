@@ -36,13 +36,27 @@ export function folderPackage(descriptorPath: string): PackageView {
     const full = resolve(folder, name);
     return full.startsWith(folder + sep) ? full : undefined;
   };
+  // one directory listing per folder instead of a failing stat (and its exception) per missing file
+  const listings = new Map<string, Promise<Set<string>>>();
+  const listed = (full: string): Promise<boolean> => {
+    const dir = dirname(full);
+    let names = listings.get(dir);
+    if (!names) {
+      names = readdir(dir).then(
+        (entries) => new Set(entries),
+        () => new Set<string>(),
+      );
+      listings.set(dir, names);
+    }
+    return names.then((set) => set.has(full.slice(dir.length + 1)));
+  };
   return {
     kind: "ovf",
     path: descriptorPath,
     descriptorName: basename(descriptorPath),
     async sizeOf(name) {
       const full = inside(name);
-      if (!full) return undefined;
+      if (!full || !(await listed(full))) return undefined;
       try {
         const info = await stat(full);
         return info.isFile() ? info.size : undefined;

@@ -394,6 +394,17 @@ const PARSER_OPTIONS = {
   captureMetaData: true,
 } as const;
 
+const parsers = new Map<number, XMLParser>();
+/** One parser per depth limit: building the options object per document shows in profiles. */
+function parserFor(maxNestedTags: number): XMLParser {
+  let parser = parsers.get(maxNestedTags);
+  if (!parser) {
+    parser = new XMLParser({ ...PARSER_OPTIONS, maxNestedTags });
+    parsers.set(maxNestedTags, parser);
+  }
+  return parser;
+}
+
 /** A well-formedness problem found by the validator pass: what layer 1 reports. */
 export interface XmlSyntaxProblem {
   code: string;
@@ -466,9 +477,7 @@ export function parseXml(
   let tree: FxpNode[];
   try {
     // fast-xml-parser's own limit sits above ours so that ours, which knows the element's position, fires first
-    tree = new XMLParser({ ...PARSER_OPTIONS, maxNestedTags: limits.maxDepth + 2 }).parse(
-      source,
-    ) as FxpNode[];
+    tree = parserFor(limits.maxDepth + 2).parse(source) as FxpNode[];
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     if (/nest/i.test(message)) {
