@@ -13,6 +13,7 @@ import {
   resultTable,
 } from "./harness.js";
 import { ovaSuite } from "./ova.js";
+import { ovfSuite } from "./ovf.js";
 import { vhdxSuite } from "./vhdx.js";
 
 /**
@@ -20,7 +21,7 @@ import { vhdxSuite } from "./vhdx.js";
  * suite, ovfkit against its peers in the same run. To add a suite: write
  * bench/<area>.ts exporting a `BenchSuite`, import it here and add it to SUITES.
  */
-const SUITES: BenchSuite[] = [diskSuite, vhdxSuite, ovaSuite];
+const SUITES: BenchSuite[] = [diskSuite, vhdxSuite, ovaSuite, ovfSuite];
 
 const { values } = parseArgs({
   options: {
