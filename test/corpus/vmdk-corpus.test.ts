@@ -1,3 +1,6 @@
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { checkDisk, collectMap, detectFormat, openDisk } from "../../src/formats/index.js";
 import {
@@ -98,6 +101,37 @@ describe.skipIf(!hasCorpus)(`VMDK corpus ${corpusSkipReason}`, () => {
       expect(reader.formatSpecific["sparse-version"]).toBe(2);
     } finally {
       await reader.close();
+    }
+  });
+
+  it("vmfs and vmfsSparse descriptors over qemu-made extents read like the originals", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "ovfkit-vmfs-"));
+    try {
+      const flat = vmdks.find((i) => i.path.endsWith("qemu-made/vmdk-monolithicFlat.vmdk"))!;
+      const sparse = vmdks.find((i) => i.path.endsWith("qemu-made/vmdk-twoGbMaxExtentSparse.vmdk"))!;
+      const flatExtent = (await materialise(flat)).replace(/\.vmdk$/, "-flat.vmdk");
+      const sparseExtent = (await materialise(sparse)).replace(/\.vmdk$/, "-s001.vmdk");
+      copyFileSync(flatExtent, join(dir, "disk-flat.vmdk"));
+      copyFileSync(sparseExtent, join(dir, "delta.vmdk"));
+      const descriptor = (type: string, line: string) =>
+        `# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="${type}"\n${line}\nddb.adapterType = "lsilogic"\n`;
+      writeFileSync(join(dir, "vmfs.vmdk"), descriptor("vmfs", 'RW 16384 VMFS "disk-flat.vmdk"'));
+      writeFileSync(
+        join(dir, "vmfssparse.vmdk"),
+        descriptor("vmfsSparse", 'RW 16384 VMFSSPARSE "delta.vmdk"'),
+      );
+      for (const [name, image] of [
+        ["vmfs.vmdk", flat],
+        ["vmfssparse.vmdk", sparse],
+      ] as const) {
+        expect(await detectFormat(join(dir, name))).toBe("vmdk");
+        const reader = await openDisk(join(dir, name));
+        expect(reader.formatSpecific["create-type"]).toBe(name === "vmfs.vmdk" ? "vmfs" : "vmfsSparse");
+        expect(await streamSha256(reader)).toBe(image.convert_raw?.sha256);
+        await reader.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 
