@@ -65,9 +65,11 @@ export const FOOTER_FROM_END = 3 * SECTOR;
 /** Refuse a grain directory larger than this before allocating it (a 64 MiB GD maps petabytes). */
 export const MAX_GD_BYTES = 64 * 1024 * 1024;
 /** Grain tables cached per extent (2 KiB each with 512 entries). */
-const GT_CACHE_TABLES = 1024;
+const GT_CACHE_BYTES = 2 * 1024 * 1024;
+/** Largest grain accepted: 2 MiB (VMware and qemu write 64 KiB; a hostile header must not make us cache gigabytes). */
+export const MAX_GRAIN_SECTORS = 4096;
 /** Decompressed grains cached per extent: a 1 MiB read's grains, and sector-sized reads hitting one grain. */
-const GRAIN_CACHE = 32;
+const GRAIN_CACHE_BYTES = 2 * 1024 * 1024;
 /** Compressed grains of one read closer together than this are fetched with a single read. */
 const MAX_SPAN_READ = 4 * 1024 * 1024;
 
@@ -135,11 +137,15 @@ export function parseSparseHeader(buf: Buffer, file: string, base = 0): SparseHe
   };
   const g = header.grainSize;
   // qemu and VMware use 128 sectors (64 KiB); the spec requires a power of two > 8 sectors.
-  if (g < 1 || g > 128 * 1024 || (g & (g - 1)) !== 0) {
-    throw new OvfkitError("VMDK_BAD_HEADER", `grain size ${g} sectors is not a power of two up to 64 MiB`, {
-      file,
-      offset: base + HEADER_GRAIN_SIZE,
-    });
+  if (g < 1 || g > MAX_GRAIN_SECTORS || (g & (g - 1)) !== 0) {
+    throw new OvfkitError(
+      "VMDK_BAD_HEADER",
+      `grain size ${g} sectors is not a power of two up to ${MAX_GRAIN_SECTORS}`,
+      {
+        file,
+        offset: base + HEADER_GRAIN_SIZE,
+      },
+    );
   }
   const n = header.numGTEsPerGT;
   if (n < 1 || n > 65536 || (n & (n - 1)) !== 0) {
@@ -431,7 +437,8 @@ export class SparseExtent {
     const raw = await this.file.readExact(offset, bytes, `grain table ${t}`);
     gt = new Uint32Array(this.gtCoverage);
     for (let i = 0; i < gt.length; i++) gt[i] = raw.readUInt32LE(i * 4);
-    if (this.gtCache.size >= GT_CACHE_TABLES) this.gtCache.delete(this.gtCache.keys().next().value as number);
+    if (this.gtCache.size >= Math.max(1, GT_CACHE_BYTES / (this.gtCoverage * 4)))
+      this.gtCache.delete(this.gtCache.keys().next().value as number);
     this.gtCache.set(t, gt);
     return gt;
   }
@@ -490,7 +497,8 @@ export class SparseExtent {
    */
   private inflateToCache(g: number, payload: Buffer, offset: number): Buffer {
     let slot: Buffer;
-    if (this.grainCache.size >= GRAIN_CACHE) {
+    // At least the grains of one 1 MiB read, at most ~2 MiB of grains.
+    if (this.grainCache.size >= Math.max(4, GRAIN_CACHE_BYTES / this.grainBytes)) {
       const [oldest, buffer] = this.grainCache.entries().next().value as [number, Buffer];
       this.grainCache.delete(oldest);
       slot = buffer;
