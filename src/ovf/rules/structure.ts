@@ -1,4 +1,12 @@
-import { compareFieldNames, KNOWN_SECTIONS, type OvfEnvelope, RASD_NS, VSSD_NS } from "../model.js";
+import {
+  compareFieldNames,
+  EPASD_NS,
+  KNOWN_SECTIONS,
+  type OvfEnvelope,
+  RASD_NS,
+  SASD_NS,
+  VSSD_NS,
+} from "../model.js";
 import type { XmlElement } from "../xml.js";
 import { defineRules, type RuleContext } from "./types.js";
 
@@ -267,11 +275,13 @@ function checkHardware(ctx: RuleContext, section: XmlElement): void {
     if (!fields.includes("ElementName") && modern) {
       ctx.report(STRUCTURE_RULES.elementName, item, "Item has no ElementName");
     }
-    checkFieldOrder(ctx, item, RASD_NS, modern);
+    const ns =
+      item.localName === "EthernetPortItem" ? EPASD_NS : item.localName === "StorageItem" ? SASD_NS : RASD_NS;
+    checkFieldOrder(ctx, item, ns, modern);
   }
 }
 
-function checkFieldOrder(ctx: RuleContext, element: XmlElement, _ns: string, modern: boolean): void {
+function checkFieldOrder(ctx: RuleContext, element: XmlElement, ns: string, modern: boolean): void {
   const fields = element.elements();
   const spelled = fields.find((e) => e.localName === "InstanceId");
   if (spelled && modern) {
@@ -282,7 +292,8 @@ function checkFieldOrder(ctx: RuleContext, element: XmlElement, _ns: string, mod
     );
   }
   // CIM fields only (vendor children such as vmw:Config sit after them in the schema's xs:any)
-  const cim = fields.filter((e) => e.namespaceURI.startsWith("http://schemas.dmtf.org/wbem/wscim/"));
+  // one class's fields (RASD, or VSSD): other classes' elements (e.g. 2.x pasd:) have their own sequence
+  const cim = fields.filter((e) => e.namespaceURI === ns);
   for (let i = 1; i < cim.length; i++) {
     const previous = cim[i - 1]!;
     const current = cim[i]!;
