@@ -1,9 +1,22 @@
+import { existsSync } from "node:fs";
+import { dirname, resolve } from "node:path";
 import type { Argv, CommandModule } from "yargs";
 import { OvfkitError } from "../errors.js";
 import { convert, driverFor, openDisk } from "../formats/index.js";
 import { formatOption, runCommand } from "./common.js";
 import { describeWriterOptions, parseWriterOptions, wantsOptionHelp } from "./options.js";
 import { createProgress } from "./progress.js";
+
+/**
+ * Refuses an output whose folder does not exist, naming the folder: the
+ * failure would otherwise surface as the hidden temporary file's name.
+ */
+export function requireOutputFolder(output: string): void {
+  const folder = dirname(resolve(output));
+  if (!existsSync(folder)) {
+    throw new OvfkitError("FILE_NOT_FOUND", `no such folder: ${folder}`, { file: output });
+  }
+}
 
 interface ConvertArgs {
   src: string;
@@ -68,6 +81,7 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
         process.stdout.write(describeWriterOptions(driver));
         return 0;
       }
+      requireOutputFolder(args.dst);
       const source = await openDisk(args.src, { format: args.f });
       const progress = createProgress("convert", { forced: args.p });
       try {

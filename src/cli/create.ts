@@ -4,6 +4,7 @@ import { OvfkitError } from "../errors.js";
 import { createDisk, driverFor, type FormatDriver, openDisk } from "../formats/index.js";
 import { parseSize } from "../util/size.js";
 import { runCommand } from "./common.js";
+import { requireOutputFolder } from "./convert.js";
 import { describeWriterOptions, parseWriterOptions, wantsOptionHelp } from "./options.js";
 
 interface CreateArgs {
@@ -72,6 +73,7 @@ export const createCommand: CommandModule<object, CreateArgs> = {
         process.stdout.write(describeWriterOptions(driver));
         return 0;
       }
+      requireOutputFolder(args.file);
       let size: number | undefined = args.size === undefined ? undefined : parseSize(args.size);
       if (args.b !== undefined) {
         refuseBackingUnlessSupported(driver);

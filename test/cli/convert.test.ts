@@ -102,6 +102,9 @@ describe("ovfkit convert", () => {
     expect(missing.status).toBe(1);
     expect(missing.stderr).toMatch(/^ovfkit: FILE_NOT_FOUND: /);
     expect(leftovers(dir)).toEqual([]);
+    const noFolder = ovfkit(["convert", "-O", "raw", source, join(dir, "no-such-folder", "z.raw")]);
+    expect(noFolder.status).toBe(1);
+    expect(noFolder.stderr).toMatch(/^ovfkit: FILE_NOT_FOUND: no such folder: .*no-such-folder/);
   });
 
   it("--threads must be a positive whole number", () => {
