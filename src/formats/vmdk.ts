@@ -165,7 +165,8 @@ class VmdkReader implements DiskReader {
       const to = Math.min(end, seg.start + seg.length);
       if (from >= to) continue;
       if (seg.kind === "flat") yield { offset: from, length: to - from, kind: "data" };
-      else if (seg.kind === "zero") yield* this.unallocated(from, to);
+      else if (seg.kind === "zero")
+        yield { offset: from, length: to - from, kind: "zero" }; // ZERO extents read as zeros, never the parent
       else yield* this.sparseMap(seg, from, to);
     }
   }
@@ -216,7 +217,7 @@ class VmdkReader implements DiskReader {
         const n = await seg.file.readAt(seg.base + (from - seg.start), to - from, target);
         target.fill(0, n); // a flat extent shorter than declared reads as zeros past its end
       } else if (seg.kind === "zero") {
-        await this.readUnallocated(from, target);
+        target.fill(0);
       } else {
         await this.readSparse(seg, from, target);
       }

@@ -120,6 +120,15 @@ describe.skipIf(!hasCorpus)(`VMDK corpus ${corpusSkipReason}`, () => {
         join(dir, "vmfssparse.vmdk"),
         descriptor("vmfsSparse", 'RW 16384 VMFSSPARSE "delta.vmdk"'),
       );
+      writeFileSync(
+        join(dir, "zero-tail.vmdk"),
+        descriptor("monolithicFlat", 'RW 16384 FLAT "disk-flat.vmdk" 0\nRW 2048 ZERO'),
+      );
+      const zeroTail = await openDisk(join(dir, "zero-tail.vmdk"));
+      expect(zeroTail.virtualSize).toBe(9 * 1024 * 1024);
+      expect((await collectMap(zeroTail)).at(-1)).toEqual({ offset: 8 << 20, length: 1 << 20, kind: "zero" });
+      expect((await zeroTail.read((8 << 20) - 512, 1024)).subarray(512).every((b) => b === 0)).toBe(true);
+      await zeroTail.close();
       for (const [name, image] of [
         ["vmfs.vmdk", flat],
         ["vmfssparse.vmdk", sparse],
