@@ -5,6 +5,7 @@ import { editPackage } from "../../src/ovf/edit.js";
 import { verifyPackage } from "../../src/ovf/ova.js";
 import { packOva } from "../../src/ovf/pack.js";
 import { parseOvf } from "../../src/ovf/parse.js";
+import { validateOvf } from "../../src/ovf/validate.js";
 import { ovfkit } from "../helpers/cli.js";
 import { CORPUS_OVF, hasCorpus } from "../helpers/corpus.js";
 import { tempDir } from "../helpers/tmp.js";
@@ -47,6 +48,9 @@ describe("edit", { skip: !hasCorpus }, () => {
       addNics: [{ network: "backend", subtype: "E1000" }],
       addProperties: [{ key: "port", type: "uint16", value: "8080" }],
       properties: { "login-username": "admin" },
+      product: "Router",
+      version: "2.0",
+      eula: "You agree to everything.",
     });
     const after = readFileSync(ovf, "utf8");
     const envelope = parseOvf(after);
@@ -55,6 +59,11 @@ describe("edit", { skip: !hasCorpus }, () => {
     expect(envelope.networks.map((n) => n.name)).toContain("backend");
     expect(system.properties.find((p) => p.key === "port")).toMatchObject({ type: "uint16", value: "8080" });
     expect(system.properties.find((p) => p.key === "login-username")?.value).toBe("admin");
+    const product = system.products[0]!;
+    const text = (local: string) => product.elements().find((e) => e.localName === local)?.text;
+    expect([text("Product"), text("Version")]).toEqual(["Router", "2.0"]);
+    const license = system.eulas[0]?.elements().find((e) => e.localName === "License");
+    expect(license?.text).toBe("You agree to everything.");
     const cpus = envelope.items
       .filter(({ item }) => item.resourceType === 3)
       .map(({ item }) => item.virtualQuantity);
@@ -62,6 +71,10 @@ describe("edit", { skip: !hasCorpus }, () => {
     const changed = changedLines(before, after).filter((l) => !/^<\?xml|ovf:(File|Disk) /.test(l));
     expect(changed.length).toBeLessThan(30);
     expect((await verifyPackage(ovf)).findings).toEqual([]);
+    // The edited descriptor is still valid OVF (structure, references, semantics), and strict XSD agrees.
+    const validation = await validateOvf(ovf, { strictXsd: true });
+    expect(validation.files[0]!.layers).toContain(5);
+    expect(validation.files[0]!.findings.filter((f) => f.severity === "error")).toEqual([]);
   });
 
   it("adds a disk (File + Disk + Item on the controller) and removes one, in an OVA rewritten in one pass", {
