@@ -1,4 +1,6 @@
 import { randomBytes } from "node:crypto";
+import { existsSync, realpathSync } from "node:fs";
+import { basename, dirname, isAbsolute, relative, resolve } from "node:path";
 import { asOvfkitError, OvfkitError } from "../errors.js";
 import { crc32c } from "./crc32c.js";
 import {
@@ -244,6 +246,8 @@ export interface VhdxLayout {
   blockSize: number;
   leaveBlocksAllocated: boolean;
   hasParent: boolean;
+  /** §2.6.2.6 parent locator key/value pairs (differencing disks only). */
+  parentLocator?: Map<string, string>;
   virtualSize: number;
   logicalSectorSize: number;
   physicalSectorSize: number;
@@ -684,6 +688,35 @@ async function replayLog(file: RandomAccessFile, header: VhdxHeader): Promise<Lo
   return new LogReplayedFile(file, sequence);
 }
 
+// §2.6.2.6 Parent locator: 20-byte header, then 12-byte key/value entries (offsets from the item's start, UTF-16LE).
+const VHDX_PARENT_LOCATOR_TYPE = "B04AEFB7-D19E-4A81-B789-25B8E9445913";
+const PL_KEY_VALUE_COUNT = 18;
+const PL_HEADER_SIZE = 20;
+const PL_ENTRY_SIZE = 12;
+
+function parseParentLocator(meta: MetadataItems, file: VhdxSource, where: number): Map<string, string> {
+  const item = meta.items.get(GUID.parentLocator);
+  if (!item || item.length < PL_HEADER_SIZE)
+    fail("VHDX_BAD_METADATA", "a differencing disk without a parent locator", file, where);
+  if (guidText(item) !== VHDX_PARENT_LOCATOR_TYPE)
+    fail("VHDX_BAD_METADATA", `unknown parent locator type ${guidText(item)}`, file, where);
+  const count = item.readUInt16LE(PL_KEY_VALUE_COUNT);
+  if (PL_HEADER_SIZE + count * PL_ENTRY_SIZE > item.length)
+    fail("VHDX_BAD_METADATA", `parent locator claims ${count} entries`, file, where);
+  const out = new Map<string, string>();
+  const text = (offset: number, length: number) => {
+    if (offset + length > item.length)
+      fail("VHDX_BAD_METADATA", "a parent locator key or value lies outside the item", file, where);
+    return item.toString("utf16le", offset, offset + length);
+  };
+  for (let i = 0; i < count; i++) {
+    const at = PL_HEADER_SIZE + i * PL_ENTRY_SIZE;
+    const key = text(item.readUInt32LE(at), item.readUInt16LE(at + 8));
+    out.set(key, text(item.readUInt32LE(at + 4), item.readUInt16LE(at + 10)));
+  }
+  return out;
+}
+
 const isPowerOfTwo = (n: number) => n > 0 && (n & (n - 1)) === 0;
 
 /** Opens the structures of a VHDX: headers, regions, metadata, BAT geometry. */
@@ -795,6 +828,7 @@ export async function loadVhdxLayout(
     blockSize,
     leaveBlocksAllocated: (fpFlags & FP_LEAVE_BLOCKS_ALLOCATED) !== 0,
     hasParent,
+    parentLocator: hasParent ? parseParentLocator(meta, file, metadata.fileOffset) : undefined,
     virtualSize,
     logicalSectorSize,
     physicalSectorSize,
@@ -846,8 +880,27 @@ class BatCache {
   }
 }
 
-/** What a payload block holds, resolved and validated. */
-type BlockContent = { kind: "data"; fileOffset: number } | { kind: "zero" } | { kind: "unallocated" };
+/** What a payload block holds, resolved and validated (§2.5.1.1). */
+type BlockContent =
+  | { kind: "data"; fileOffset: number }
+  | { kind: "zero" }
+  /** Nothing here: zeros, or the parent's bytes in a differencing disk. */
+  | { kind: "unallocated" }
+  /** Differencing only: sectors whose bitmap bit is set are here, the others in the parent. */
+  | { kind: "partial"; fileOffset: number };
+
+/** A run of guest bytes and where they come from. */
+interface Run {
+  offset: number;
+  length: number;
+  source: "data" | "zero" | "unallocated" | "parent";
+  fileOffset?: number;
+}
+
+/** §2.5.1.2: sector bitmap entry state saying the bitmap block is in the file. */
+const SB_BLOCK_PRESENT = 6;
+/** Differencing chains deeper than this are refused (also stops loops). */
+const MAX_PARENT_DEPTH = 16;
 
 class VhdxReader implements DiskReader {
   readonly format = "vhdx" as const;
@@ -857,12 +910,18 @@ class VhdxReader implements DiskReader {
   readonly formatSpecific: FormatSpecificInfo;
   /** The log was not empty: the image was not closed cleanly (its log is replayed in memory). */
   readonly dirty: boolean;
+  readonly backingFile?: string;
   private readonly bat: BatCache;
+  private bitmapCache?: { block: number; bits: Buffer };
 
-  constructor(readonly layout: VhdxLayout) {
+  constructor(
+    readonly layout: VhdxLayout,
+    private readonly parent?: DiskReader,
+  ) {
     this.virtualSize = layout.virtualSize;
     this.creator = layout.creator;
-    this.files = [layout.file.path];
+    this.files = [layout.file.path, ...(parent?.files ?? [])];
+    this.backingFile = parent?.path;
     this.bat = new BatCache(layout);
     this.dirty = layout.header.logGuid !== ZERO_GUID;
     this.formatSpecific = {
@@ -873,11 +932,24 @@ class VhdxReader implements DiskReader {
       "header-sequence-number": layout.header.sequenceNumber.toString(),
       "page83-id": layout.page83,
       "log-entries-replayed": layout.replayedLogEntries,
+      ...(layout.parentLocator ? { "parent-locator": Object.fromEntries(layout.parentLocator) } : {}),
     };
   }
 
   get path(): string {
     return this.layout.file.path;
+  }
+
+  private checkInFile(block: number, fileOffset: number, length: number, where: number, what: string): void {
+    if (fileOffset < HEADER_SECTION_SIZE || fileOffset + length > this.layout.file.size) {
+      // refuse rather than invent zeros for data the file does not hold
+      fail(
+        "VHDX_BAD_BAT",
+        `${what} ${block} at ${fileOffset} lies outside the file (${this.layout.file.size} bytes)`,
+        this.layout.file,
+        where,
+      );
+    }
   }
 
   /** Resolves payload block `block` (§2.5.1.1), checking that its data lies inside the file. */
@@ -893,27 +965,18 @@ class VhdxReader implements DiskReader {
       case PayloadState.ZERO:
         return { kind: "zero" };
       case PayloadState.FULLY_PRESENT:
-        if (
-          entry.fileOffset < HEADER_SECTION_SIZE ||
-          entry.fileOffset + this.layout.blockSize > this.layout.file.size
-        ) {
-          // a file cut short in its last block still reads (the missing tail is past EOF: refuse, do not invent zeros)
+        this.checkInFile(block, entry.fileOffset, this.layout.blockSize, where, "payload block");
+        return { kind: "data", fileOffset: entry.fileOffset };
+      case PayloadState.PARTIALLY_PRESENT:
+        if (!this.layout.hasParent)
           fail(
             "VHDX_BAD_BAT",
-            `payload block ${block} at ${entry.fileOffset} lies outside the file (${this.layout.file.size} bytes)`,
+            `payload block ${block} is PARTIALLY_PRESENT in a disk without a parent`,
             this.layout.file,
             where,
           );
-        }
-        return { kind: "data", fileOffset: entry.fileOffset };
-      case PayloadState.PARTIALLY_PRESENT:
-        fail(
-          "VHDX_BAD_BAT",
-          `payload block ${block} is PARTIALLY_PRESENT in a disk without a parent`,
-          this.layout.file,
-          where,
-        );
-        break;
+        this.checkInFile(block, entry.fileOffset, this.layout.blockSize, where, "payload block");
+        return { kind: "partial", fileOffset: entry.fileOffset };
       default:
         fail(
           "VHDX_BAD_BAT",
@@ -924,20 +987,103 @@ class VhdxReader implements DiskReader {
     }
   }
 
-  async *map(offset?: number, length?: number): AsyncGenerator<Extent> {
-    const { start, end } = mapRange(this.virtualSize, offset, length);
+  /**
+   * §2.5: the bits of block `block` in its chunk's sector bitmap block
+   * (one bit per logical sector, least significant bit first).
+   */
+  private async sectorBitmap(block: number): Promise<Buffer> {
+    if (this.bitmapCache?.block === block) return this.bitmapCache.bits;
+    const { chunkRatio, blockSize, logicalSectorSize } = this.layout;
+    const chunk = Math.floor(block / chunkRatio);
+    const entryIndex = chunk * (chunkRatio + 1) + chunkRatio;
+    const where = this.layout.batOffset + entryIndex * BAT_ENTRY_SIZE;
+    const entry = await this.bat.entry(entryIndex);
+    if (entry.state !== SB_BLOCK_PRESENT) {
+      fail(
+        "VHDX_BAD_BAT",
+        `block ${block} is PARTIALLY_PRESENT but its sector bitmap block is not present (state ${entry.state})`,
+        this.layout.file,
+        where,
+      );
+    }
+    this.checkInFile(chunk, entry.fileOffset, MiB, where, "sector bitmap block");
+    const sectorsPerBlock = blockSize / logicalSectorSize;
+    const byteOffset = ((block % chunkRatio) * sectorsPerBlock) / 8;
+    const bits = await this.layout.file.readExact(
+      entry.fileOffset + byteOffset,
+      sectorsPerBlock / 8,
+      "VHDX sector bitmap",
+    );
+    this.bitmapCache = { block, bits };
+    return bits;
+  }
+
+  /** The runs of [start, end) with their source, block by block (and sector by sector in partial blocks). */
+  private async *runs(start: number, end: number): AsyncGenerator<Run> {
     const bs = this.layout.blockSize;
-    let pending: Extent | undefined;
+    const sector = this.layout.logicalSectorSize;
     for (let pos = start; pos < end; ) {
       const block = Math.floor(pos / bs);
-      const next = Math.min(end, (block + 1) * bs);
-      const { kind } = await this.block(block);
-      if (pending && pending.kind === kind) pending.length += next - pos;
+      const blockStart = block * bs;
+      const next = Math.min(end, blockStart + bs);
+      const content = await this.block(block);
+      if (content.kind === "data")
+        yield {
+          offset: pos,
+          length: next - pos,
+          source: "data",
+          fileOffset: content.fileOffset + (pos - blockStart),
+        };
+      else if (content.kind === "zero") yield { offset: pos, length: next - pos, source: "zero" };
+      else if (content.kind === "unallocated")
+        yield { offset: pos, length: next - pos, source: this.layout.hasParent ? "parent" : "unallocated" };
       else {
-        if (pending) yield pending;
-        pending = { offset: pos, length: next - pos, kind };
+        const bits = await this.sectorBitmap(block);
+        for (let at = pos; at < next; ) {
+          const s = Math.floor((at - blockStart) / sector);
+          const present = ((bits[s >> 3] >> (s & 7)) & 1) === 1;
+          let t = s + 1;
+          while (blockStart + t * sector < next && (((bits[t >> 3] >> (t & 7)) & 1) === 1) === present) t++;
+          const runEnd = Math.min(next, blockStart + t * sector);
+          yield present
+            ? {
+                offset: at,
+                length: runEnd - at,
+                source: "data",
+                fileOffset: content.fileOffset + (at - blockStart),
+              }
+            : { offset: at, length: runEnd - at, source: "parent" };
+          at = runEnd;
+        }
       }
       pos = next;
+    }
+  }
+
+  async *map(offset?: number, length?: number): AsyncGenerator<Extent> {
+    const { start, end } = mapRange(this.virtualSize, offset, length);
+    let pending: Extent | undefined;
+    const push = function* (e: Extent): Generator<Extent> {
+      if (pending && pending.kind === e.kind && pending.offset + pending.length === e.offset)
+        pending.length += e.length;
+      else {
+        if (pending) yield pending;
+        pending = { ...e };
+      }
+    };
+    for await (const run of this.runs(start, end)) {
+      if (run.source === "data") yield* push({ offset: run.offset, length: run.length, kind: "data" });
+      else if (run.source !== "parent")
+        yield* push({ offset: run.offset, length: run.length, kind: run.source });
+      else {
+        const inParent = this.parent
+          ? Math.max(0, Math.min(run.length, this.parent.virtualSize - run.offset))
+          : 0;
+        if (inParent > 0 && this.parent)
+          for await (const e of this.parent.map(run.offset, inParent)) yield* push(e);
+        if (inParent < run.length)
+          yield* push({ offset: run.offset + inParent, length: run.length - inParent, kind: "unallocated" });
+      }
     }
     if (pending) yield pending;
   }
@@ -945,44 +1091,117 @@ class VhdxReader implements DiskReader {
   async read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
     checkReadRange(this.path, this.virtualSize, offset, length);
     const out = into ? into.subarray(0, length) : Buffer.allocUnsafe(length);
-    const bs = this.layout.blockSize;
-    for (let done = 0; done < length; ) {
-      const pos = offset + done;
-      const block = Math.floor(pos / bs);
-      const n = Math.min(length - done, (block + 1) * bs - pos);
-      const content = await this.block(block);
-      const target = out.subarray(done, done + n);
-      if (content.kind === "data") {
-        await this.layout.file.readExact(
-          content.fileOffset + (pos - block * bs),
-          n,
-          `VHDX payload block ${block}`,
-          target,
-        );
+    for await (const run of this.runs(offset, offset + length)) {
+      const target = out.subarray(run.offset - offset, run.offset - offset + run.length);
+      if (run.source === "data") {
+        await this.layout.file.readExact(run.fileOffset as number, run.length, "VHDX payload block", target);
+      } else if (run.source === "parent" && this.parent) {
+        const inParent = Math.max(0, Math.min(run.length, this.parent.virtualSize - run.offset));
+        if (inParent > 0) await this.parent.read(run.offset, inParent, target);
+        target.fill(0, inParent);
       } else target.fill(0);
-      done += n;
     }
     return out;
   }
 
   async close(): Promise<void> {
+    await this.parent?.close();
     await this.layout.file.close();
   }
 }
 
-export async function openVhdx(path: string, _options: OpenOptions = {}): Promise<VhdxReader> {
+const isInside = (folder: string, path: string) => {
+  const rel = relative(folder, path);
+  return rel === "" || (!rel.startsWith("..") && !isAbsolute(rel));
+};
+
+/** "{guid}" or "guid" → upper-case text without braces. */
+const bareGuid = (text: string) => text.replace(/[{}]/g, "").trim().toUpperCase();
+
+/**
+ * §2.6.2.6.1: finds the parent of a differencing disk from its locator:
+ * relative_path first, then absolute_win32_path and volume_path when they
+ * are usable here, then the parent's file name beside the child. The
+ * parent must be a VHDX whose DataWriteGuid equals parent_linkage (or
+ * parent_linkage2) and, unless allowed, lie in the child's folder tree.
+ */
+async function openParent(layout: VhdxLayout, options: OpenOptions): Promise<VhdxReader> {
+  const file = layout.file;
+  const locator = layout.parentLocator ?? new Map<string, string>();
+  const depth = (options.depth ?? 0) + 1;
+  if (depth > MAX_PARENT_DEPTH)
+    fail(
+      "VHDX_CHAIN_TOO_DEEP",
+      `the parent chain is deeper than ${MAX_PARENT_DEPTH} (or loops)`,
+      file,
+      layout.metadataOffset,
+    );
+  const linkage = [locator.get("parent_linkage"), locator.get("parent_linkage2")]
+    .filter((g): g is string => !!g)
+    .map(bareGuid);
+  if (linkage.length === 0)
+    fail("VHDX_BAD_METADATA", "the parent locator has no parent_linkage", file, layout.metadataOffset);
+  const childDir = dirname(realpathSync(file.path));
+  const texts = ["relative_path", "absolute_win32_path", "volume_path"]
+    .map((k) => locator.get(k))
+    .filter((t): t is string => !!t);
+  const candidates: string[] = [];
+  for (const text of texts) {
+    const slashed = text.replace(/\\/g, "/");
+    if (!/^[A-Za-z]:\//.test(slashed) && !slashed.startsWith("//"))
+      candidates.push(resolve(childDir, slashed));
+  }
+  for (const text of texts) {
+    const name = basename(text.replace(/\\/g, "/"));
+    if (name) candidates.push(resolve(childDir, name));
+  }
+  let outside: string | undefined;
+  let mismatch: string | undefined;
+  for (const candidate of [...new Set(candidates)]) {
+    if (!existsSync(candidate)) continue;
+    const real = realpathSync(candidate);
+    if (real === realpathSync(file.path))
+      fail("VHDX_CHAIN_TOO_DEEP", "the disk names itself as its parent", file, layout.metadataOffset);
+    if (!options.allowParentOutside && !isInside(childDir, real)) {
+      outside ??= real;
+      continue;
+    }
+    const parent = await openVhdx(real, { ...options, depth });
+    if (!linkage.includes(parent.layout.header.dataWriteGuid)) {
+      mismatch ??= `${real} has DataWriteGuid ${parent.layout.header.dataWriteGuid}; the child expects ${linkage.join(" or ")}`;
+      await parent.close();
+      continue;
+    }
+    return parent;
+  }
+  if (mismatch)
+    fail(
+      "VHDX_PARENT_MISMATCH",
+      `the parent was modified after the child was made: ${mismatch}`,
+      file,
+      layout.metadataOffset,
+    );
+  if (outside)
+    fail(
+      "VHDX_PARENT_OUTSIDE",
+      `the parent ${outside} is outside the child's folder (allow it with --allow-parent-outside)`,
+      file,
+      layout.metadataOffset,
+    );
+  fail(
+    "VHDX_PARENT_NOT_FOUND",
+    `the parent disk was not found (locator: ${texts.join(", ") || "no paths"})`,
+    file,
+    layout.metadataOffset,
+  );
+}
+
+export async function openVhdx(path: string, options: OpenOptions = {}): Promise<VhdxReader> {
   const file = await RandomAccessFile.open(path);
   try {
     const layout = await loadVhdxLayout(file);
-    if (layout.hasParent) {
-      fail(
-        "VHDX_DIFFERENCING",
-        "differencing VHDX images (HasParent set) are not supported: merge the chain first (e.g. Merge-VHD in Hyper-V)",
-        file,
-        layout.metadataOffset,
-      );
-    }
-    return new VhdxReader(layout);
+    const parent = layout.hasParent && !options.noBacking ? await openParent(layout, options) : undefined;
+    return new VhdxReader(layout, parent);
   } catch (error) {
     await file.close();
     throw asOvfkitError(error, path);
@@ -1097,7 +1316,47 @@ async function checkBat(
       owners.set(mib, block);
     }
   }
+  if (layout.hasParent) await checkSectorBitmaps(layout, bat, owners, reserved, add);
   return { allocated, total: layout.dataBlocks };
+}
+
+/** Differencing disks: each chunk's sector bitmap entry (§2.5.1.2) is absent or a 1 MiB block inside the file, shared with nothing. */
+async function checkSectorBitmaps(
+  layout: VhdxLayout,
+  bat: BatCache,
+  owners: Map<number, number>,
+  reserved: Set<number>,
+  add: (finding: Omit<CheckFinding, "file" | "severity">) => void,
+): Promise<void> {
+  const chunks = Math.ceil(layout.dataBlocks / layout.chunkRatio);
+  for (let chunk = 0; chunk < chunks; chunk++) {
+    const index = chunk * (layout.chunkRatio + 1) + layout.chunkRatio;
+    const where = layout.batOffset + index * BAT_ENTRY_SIZE;
+    const entry = await bat.entry(index);
+    if (entry.state === 0) continue;
+    if (entry.state !== SB_BLOCK_PRESENT) {
+      add({
+        code: "VHDX_BAD_BAT_STATE",
+        message: `sector bitmap entry of chunk ${chunk} has the invalid state ${entry.state}`,
+        offset: where,
+      });
+      continue;
+    }
+    const mib = entry.fileOffset / MiB;
+    if (entry.fileOffset + MiB > layout.file.size) {
+      add({
+        code: "VHDX_BAT_OUT_OF_RANGE",
+        message: `sector bitmap block of chunk ${chunk} at ${entry.fileOffset} lies past the end of the file`,
+        offset: where,
+      });
+    } else if (reserved.has(mib) || owners.has(mib)) {
+      add({
+        code: "VHDX_BAT_OVERLAP",
+        message: `sector bitmap block of chunk ${chunk} at ${entry.fileOffset} overlaps other structures or payload`,
+        offset: where,
+      });
+    } else owners.set(mib, -1 - chunk);
+  }
 }
 
 /** The MiB slots of the file that hold structures, not payload. */

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { copyFileSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { OvfkitError } from "../../src/errors.js";
@@ -13,7 +13,7 @@ import {
   detectFormat,
   openDisk,
 } from "../../src/formats/index.js";
-import { batIndexOfBlock, loadVhdxLayout, planVhdx } from "../../src/formats/vhdx.js";
+import { batIndexOfBlock, guidBytes, loadVhdxLayout, planVhdx } from "../../src/formats/vhdx.js";
 import { tempDir } from "../helpers/tmp.js";
 import { hasTool, run } from "../helpers/tools.js";
 
@@ -32,9 +32,10 @@ function sourceBytes(): Buffer {
 async function writeSample(
   name: string,
   options: Record<string, string>,
+  bytes: Buffer = sourceBytes(),
 ): Promise<{ src: string; dest: string }> {
   const src = join(dir, `${name}.raw`);
-  writeFileSync(src, sourceBytes());
+  writeFileSync(src, bytes);
   const dest = join(dir, `${name}.vhdx`);
   const reader = await openDisk(src);
   try {
@@ -445,5 +446,194 @@ describe("vhdx log replay (read-only, in memory)", () => {
     expect(reader.formatSpecific["log-entries-replayed"]).toBe(0);
     expect(reader.dirty).toBe(true);
     await reader.close();
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Differencing disks: built by hand (qemu-img cannot make or read them)
+// ---------------------------------------------------------------------------
+
+describe("vhdx differencing read", () => {
+  const BLOCK = MiB;
+  const SECTOR_BYTES = 512;
+  /** Sectors of block 2 present in the child (the rest reads from the parent). */
+  const PRESENT_SECTORS = new Set([...Array.from({ length: 16 }, (_, i) => i), 100]);
+
+  function parentBytes(): Buffer {
+    const data = Buffer.alloc(8 * MiB);
+    for (let m = 0; m < 8; m++) {
+      data.fill(0x10 + m, m * MiB, (m + 1) * MiB);
+      data.write(`parent MiB ${m}`, m * MiB + 1000, "latin1");
+    }
+    return data;
+  }
+
+  function childBytes(): Buffer {
+    const data = Buffer.alloc(8 * MiB);
+    data.fill(0xc0, 0, MiB);
+    data.fill(0xc2, 2 * MiB, 3 * MiB);
+    return data;
+  }
+
+  /** What the child must read as: block 0 its own, 1 the parent's, 2 per sector, 3 zeros, 4-7 the parent's. */
+  function expected(): Buffer {
+    const out = parentBytes();
+    childBytes().copy(out, 0, 0, MiB);
+    for (const s of PRESENT_SECTORS)
+      out.fill(0xc2, 2 * MiB + s * SECTOR_BYTES, 2 * MiB + (s + 1) * SECTOR_BYTES);
+    out.fill(0, 3 * MiB, 4 * MiB);
+    return out;
+  }
+
+  /** §2.6.2.6 parent locator item: type GUID, count, 12-byte entries, UTF-16LE keys and values. */
+  function locatorItem(pairs: Record<string, string>): Buffer {
+    const entries = Object.entries(pairs);
+    const strings: Buffer[] = [];
+    const table = Buffer.alloc(20 + 12 * entries.length);
+    guidBytes("B04AEFB7-D19E-4A81-B789-25B8E9445913").copy(table, 0);
+    table.writeUInt16LE(entries.length, 18);
+    let at = table.length;
+    for (const [i, [key, value]] of entries.entries()) {
+      const k = Buffer.from(key, "utf16le");
+      const v = Buffer.from(value, "utf16le");
+      table.writeUInt32LE(at, 20 + 12 * i);
+      table.writeUInt32LE(at + k.length, 24 + 12 * i);
+      table.writeUInt16LE(k.length, 28 + 12 * i);
+      table.writeUInt16LE(v.length, 30 + 12 * i);
+      strings.push(k, v);
+      at += k.length + v.length;
+    }
+    return Buffer.concat([table, ...strings]);
+  }
+
+  async function layoutOf(path: string) {
+    const file = await RandomAccessFile.open(path);
+    try {
+      return await loadVhdxLayout(file);
+    } finally {
+      await file.close();
+    }
+  }
+
+  /** Turns an ovfkit dynamic VHDX of childBytes() into a differencing disk with the given locator. */
+  async function makeChild(path: string, locator: Record<string, string>): Promise<void> {
+    const { dest } = await writeSample(
+      `child-base-${Math.random().toString(36).slice(2)}`,
+      { block_size: "1M" },
+      childBytes(),
+    );
+    const layout = await layoutOf(dest);
+    const file = readFileSync(dest);
+    const meta = layout.metadataOffset;
+    // file parameters (first item, at +64 KiB): set HasParent (§2.6.2.1)
+    file.writeUInt32LE(file.readUInt32LE(meta + 64 * 1024 + 4) | 2, meta + 64 * 1024 + 4);
+    // a sixth metadata table entry (§2.6.1.2) for the parent locator, its data at +68 KiB
+    const item = locatorItem(locator);
+    const entry = meta + 32 + 5 * 32;
+    guidBytes("A8D35F2D-B30B-454D-ABF7-D3D84834AB0C").copy(file, entry);
+    file.writeUInt32LE(68 * 1024, entry + 16);
+    file.writeUInt32LE(item.length, entry + 20);
+    file.writeUInt32LE(4, entry + 24); // IsRequired
+    file.writeUInt16LE(6, meta + 10);
+    item.copy(file, meta + 68 * 1024);
+    // BAT: block 2 partially present, block 3 zero, a sector bitmap block for chunk 0 at the end
+    const bat = (index: number) => layout.batOffset + index * 8;
+    const block2 = file.readBigUInt64LE(bat(batIndexOfBlock(2, layout.chunkRatio)));
+    file.writeBigUInt64LE((block2 & ~7n) | 7n, bat(batIndexOfBlock(2, layout.chunkRatio)));
+    file.writeBigUInt64LE(2n, bat(batIndexOfBlock(3, layout.chunkRatio)));
+    const bitmap = Buffer.alloc(MiB);
+    const firstBit = (2 * BLOCK) / SECTOR_BYTES; // block 2's first sector within chunk 0
+    for (const s of PRESENT_SECTORS) bitmap[(firstBit + s) >> 3] |= 1 << ((firstBit + s) & 7);
+    file.writeBigUInt64LE((BigInt(file.length / MiB) << 20n) | 6n, bat(layout.chunkRatio));
+    writeFileSync(path, Buffer.concat([file, bitmap]));
+  }
+
+  async function parentWithGuid(folder: string): Promise<{ path: string; guid: string }> {
+    mkdirSync(folder, { recursive: true });
+    const { dest } = await writeSample(
+      `parent-${Math.random().toString(36).slice(2)}`,
+      { block_size: "1M" },
+      parentBytes(),
+    );
+    const path = join(folder, "parent.vhdx");
+    copyFileSync(dest, path);
+    return { path, guid: (await layoutOf(path)).header.dataWriteGuid };
+  }
+
+  it("reads through the parent: absent blocks, clear sector bitmap bits, beside ZERO and present blocks", async () => {
+    const folder = join(dir, "diff");
+    const { path: parentPath, guid } = await parentWithGuid(folder);
+    const child = join(folder, "child.vhdx");
+    await makeChild(child, {
+      parent_linkage: `{${guid}}`,
+      relative_path: ".\\parent.vhdx",
+      absolute_win32_path: "C:\\VMs\\parent.vhdx",
+    });
+    const reader = await openDisk(child);
+    try {
+      expect(reader.format).toBe("vhdx");
+      expect(reader.backingFile).toBe(parentPath);
+      expect(reader.files).toEqual([child, parentPath]);
+      expect((await reader.read(0, 8 * MiB)).equals(expected())).toBe(true);
+      // unaligned reads across the sector runs of the partial block
+      const want = expected();
+      for (const [at, n] of [
+        [2 * MiB + 8000, 300],
+        [2 * MiB + 100 * 512 - 7, 530],
+        [MiB - 3, 10],
+      ] as const) {
+        expect((await reader.read(at, n)).equals(want.subarray(at, at + n))).toBe(true);
+      }
+      const map = await collectMap(reader);
+      expect(map.find((e) => e.offset <= 3 * MiB && e.offset + e.length > 3 * MiB)?.kind).toBe("zero");
+      expect(map.filter((e) => e.kind === "data").length).toBeGreaterThan(0);
+      expect(reader.formatSpecific["parent-locator"]).toMatchObject({ relative_path: ".\\parent.vhdx" });
+    } finally {
+      await reader.close();
+    }
+    expect((await checkDisk(child)).findings).toEqual([]);
+    // without the parent, its ranges read as zeros
+    const alone = await openDisk(child, { noBacking: true });
+    expect((await alone.read(MiB, MiB)).every((b) => b === 0)).toBe(true);
+    expect((await alone.read(0, 16)).every((b) => b === 0xc0)).toBe(true);
+    await alone.close();
+  });
+
+  it("finds the parent by file name when the locator paths are Windows paths", async () => {
+    const folder = join(dir, "diff-name");
+    const { guid } = await parentWithGuid(folder);
+    const child = join(folder, "child.vhdx");
+    await makeChild(child, { parent_linkage: guid, absolute_win32_path: "D:\\Hyper-V\\parent.vhdx" });
+    const reader = await openDisk(child);
+    expect((await reader.read(0, 8 * MiB)).equals(expected())).toBe(true);
+    await reader.close();
+  });
+
+  it("refuses a parent outside the folder (unless allowed), a changed parent and a missing one", async () => {
+    const root = join(dir, "diff-rules");
+    const { guid } = await parentWithGuid(root);
+    const sub = join(root, "children");
+    mkdirSync(sub, { recursive: true });
+    const outside = join(sub, "outside.vhdx");
+    await makeChild(outside, { parent_linkage: `{${guid}}`, relative_path: "..\\parent.vhdx" });
+    await expect(openDisk(outside)).rejects.toMatchObject({ code: "VHDX_PARENT_OUTSIDE" });
+    const allowed = await openDisk(outside, { allowParentOutside: true });
+    expect((await allowed.read(0, 8 * MiB)).equals(expected())).toBe(true);
+    await allowed.close();
+
+    const changed = join(root, "changed.vhdx");
+    await makeChild(changed, {
+      parent_linkage: "{01234567-89AB-CDEF-0123-456789ABCDEF}",
+      relative_path: "parent.vhdx",
+    });
+    await expect(openDisk(changed)).rejects.toMatchObject({ code: "VHDX_PARENT_MISMATCH" });
+
+    const missing = join(root, "missing.vhdx");
+    await makeChild(missing, { parent_linkage: `{${guid}}`, relative_path: "gone.vhdx" });
+    await expect(openDisk(missing)).rejects.toMatchObject({ code: "VHDX_PARENT_NOT_FOUND" });
+
+    const self = join(root, "self.vhdx");
+    await makeChild(self, { parent_linkage: `{${guid}}`, relative_path: "self.vhdx" });
+    await expect(openDisk(self)).rejects.toMatchObject({ code: "VHDX_CHAIN_TOO_DEEP" });
   });
 });
