@@ -24,8 +24,9 @@ import { RandomAccessFile } from "./file.js";
  * headers and both region tables with CRC-32C). A non-empty log (§2.3) is
  * replayed read-only: its active sequence is applied in memory over every
  * read of the file, which is never written; a log that cannot be replayed
- * is refused (VHDX_LOG_CORRUPT). Differencing disks are refused with
- * VHDX_DIFFERENCING (their parent is not followed).
+ * is refused (VHDX_LOG_CORRUPT). Differencing disks read through their
+ * parent (§2.6.2.6 parent locator, §2.5 sector bitmaps), with the same
+ * path rules as VHD parents.
  * Write: fixed and dynamic, streamed (the BAT size is known up front).
  */
 
