@@ -534,6 +534,26 @@ later:
     expect(m.debugWords).toEqual([0x11111111, 0x22222222, 0x33333333, 8]);
   });
 
+  it("invalidates an instruction that straddles a 256-byte block when only its tail is written", () => {
+    const m = runProtected(`
+  call straddle
+  out 0xec, eax
+  mov byte [straddle + 4], 0x22        ; last immediate byte, in the next block
+  mov dword [straddle + 300], 0        ; data in the same page but another block
+  call straddle
+  out 0xec, eax
+  cli
+  hlt
+align 256
+  times 253 nop
+straddle:
+  mov eax, 0x11111111
+  ret
+  times 400 db 0
+`);
+    expect(m.debugWords).toEqual([0x11111111, 0x22111111]);
+  });
+
   it("drops decoded instructions when code is copied over with REP MOVS", () => {
     const m = runProtected(`
   mov esi, v1

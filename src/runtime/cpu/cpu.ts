@@ -212,8 +212,14 @@ export class X86Cpu implements Cpu, CodeSource {
   private tlbOverflow = false;
 
   // ---- decoded-instruction cache per physical page ----
-  private readonly pageCache: (Insn[] | undefined)[];
+  private readonly pageCache: ((Insn | undefined)[] | undefined)[];
   private readonly cachePages: number;
+  /**
+   * 256-byte blocks of RAM holding cached instructions. Our own stores
+   * invalidate only the block they hit, so data that shares a page with
+   * code (common in decompressors and BIOS code) does not flush the page.
+   */
+  private readonly codeBlocks: Uint8Array;
   private fetchLin = 0;
   private fetchPhys = 0;
   private fetchCrossed = false;
@@ -231,6 +237,7 @@ export class X86Cpu implements Cpu, CodeSource {
     this.fastEnd = Math.min(host.memory.ramSize, MMIO_HIGH);
     this.cachePages = host.memory.codePages.length;
     this.pageCache = new Array(this.cachePages);
+    this.codeBlocks = new Uint8Array(this.cachePages << 4);
     this.memory.onCodeWrite = (page) => this.invalidateCodePage(page);
     this.fpu = new Fpu(this);
     this.reset();
@@ -616,6 +623,23 @@ export class X86Cpu implements Cpu, CodeSource {
     if (cache !== undefined) for (const insn of cache) if (insn !== undefined) insn.valid = false;
     this.pageCache[page] = undefined;
     this.memory.codePages[page] = 0;
+    this.codeBlocks.fill(0, page << 4, (page + 1) << 4);
+  }
+
+  /** Drops the cached instructions that overlap 256-byte block `block` (a store hit it). */
+  private invalidateCodeBlock(block: number): void {
+    this.codeBlocks[block] = 0;
+    const cache = this.pageCache[block >>> 4];
+    if (cache === undefined) return;
+    const first = (block & 15) << 8;
+    // Instructions are at most 15 bytes: those starting up to 14 bytes before the block may reach into it.
+    for (let off = first > 14 ? first - 14 : 0; off < first + 256; off++) {
+      const insn = cache[off];
+      if (insn !== undefined && off + insn.length > first) {
+        insn.valid = false;
+        cache[off] = undefined;
+      }
+    }
   }
 
   private invalidateAllCode(): void {
@@ -632,7 +656,7 @@ export class X86Cpu implements Cpu, CodeSource {
     if (page < this.cachePages) {
       let cache = this.pageCache[page];
       if (cache === undefined) {
-        cache = new Array<Insn>(4096);
+        cache = new Array<Insn | undefined>(4096);
         this.pageCache[page] = cache;
         this.memory.codePages[page] = 1;
       }
@@ -643,6 +667,8 @@ export class X86Cpu implements Cpu, CodeSource {
         insn.valid = true;
         insn.endOffset = (phys & 0xfff) + insn.length;
         cache[phys & 0xfff] = insn;
+        this.codeBlocks[phys >>> 8] = 1;
+        this.codeBlocks[(phys + insn.length - 1) >>> 8] = 1;
       }
       return insn;
     }
@@ -819,21 +845,21 @@ export class X86Cpu implements Cpu, CodeSource {
   physWrite8(p: number, v: number): void {
     if (p < this.fastEnd && (p - HOLE_START) >>> 0 >= HOLE_SIZE) {
       this.ram[p] = v;
-      if (this.memory.codePages[p >>> 12]) this.invalidateCodePage(p >>> 12);
+      if (this.codeBlocks[p >>> 8]) this.invalidateCodeBlock(p >>> 8);
     } else this.memory.write8(p, v & 0xff);
   }
   physWrite16(p: number, v: number): void {
     if (p + 1 < this.fastEnd && (p - HOLE_START) >>> 0 >= HOLE_SIZE) {
       this.view.setUint16(p, v, true);
-      if (this.memory.codePages[p >>> 12]) this.invalidateCodePage(p >>> 12);
-      if (this.memory.codePages[(p + 1) >>> 12]) this.invalidateCodePage((p + 1) >>> 12);
+      if (this.codeBlocks[p >>> 8]) this.invalidateCodeBlock(p >>> 8);
+      if (this.codeBlocks[(p + 1) >>> 8]) this.invalidateCodeBlock((p + 1) >>> 8);
     } else this.memory.write16(p, v & 0xffff);
   }
   physWrite32(p: number, v: number): void {
     if (p + 3 < this.fastEnd && (p - HOLE_START) >>> 0 >= HOLE_SIZE) {
       this.view.setInt32(p, v, true);
-      if (this.memory.codePages[p >>> 12]) this.invalidateCodePage(p >>> 12);
-      if (this.memory.codePages[(p + 3) >>> 12]) this.invalidateCodePage((p + 3) >>> 12);
+      if (this.codeBlocks[p >>> 8]) this.invalidateCodeBlock(p >>> 8);
+      if (this.codeBlocks[(p + 3) >>> 8]) this.invalidateCodeBlock((p + 3) >>> 8);
     } else this.memory.write32(p, v >>> 0);
   }
 
