@@ -78,7 +78,8 @@ interface Loaded {
   file: string;
   kind: "ovf" | "ova";
   bytes: Uint8Array | undefined;
-  pkg: PackageView;
+  /** The package around the descriptor; undefined for a bare descriptor given as text. */
+  pkg: PackageView | undefined;
   /** Path xmllint can read directly (.ovf only). */
   descriptorPath?: string;
 }
@@ -143,7 +144,7 @@ export async function validateOvf(
       if (!/\.ova$/i.test(path) || !/^(OVA_|TAR_)/.test(failure.code)) throw failure;
       results.push(unreadablePackage(path, failure));
       envelopes.push(undefined);
-      loadedAll.push({ file: path, kind: "ova", bytes: undefined, pkg: folderPackage(path) });
+      loadedAll.push({ file: path, kind: "ova", bytes: undefined, pkg: undefined });
       continue;
     }
     const { result, envelope } = await validateLoaded(loaded, profiles, options);
@@ -167,9 +168,9 @@ export async function validateDescriptor(
     file: options.file ?? "<descriptor>",
     kind: "ovf",
     bytes,
-    pkg: options.pkg ?? (undefined as unknown as PackageView),
+    pkg: options.pkg,
   };
-  const { result } = await validateLoaded(loaded, profiles, options, options.pkg);
+  const { result } = await validateLoaded(loaded, profiles, options);
   result.findings.sort(byPosition);
   return result;
 }
@@ -178,9 +179,8 @@ async function validateLoaded(
   loaded: Loaded,
   profiles: TargetProfile[],
   options: ValidateOptions,
-  pkgOverride?: PackageView,
 ): Promise<{ result: FileResult; envelope: OvfEnvelope | undefined }> {
-  const pkg = pkgOverride ?? loaded.pkg;
+  const pkg = loaded.pkg;
   const result: FileResult = {
     file: loaded.file,
     kind: loaded.kind,
@@ -219,7 +219,7 @@ async function validateLoaded(
     }
     return { result, envelope: undefined };
   }
-  const descriptorName = loaded.kind === "ova" ? `${loaded.file}/${pkg.descriptorName}` : loaded.file;
+  const descriptorName = loaded.kind === "ova" && pkg ? `${loaded.file}/${pkg.descriptorName}` : loaded.file;
   const wellFormed = checkWellFormed(loaded.bytes, descriptorName, options.limits);
   result.findings.push(...wellFormed.findings);
   result.layers.push(1);
@@ -239,11 +239,7 @@ async function validateLoaded(
     if (envelope.dialect === "unknown") break;
     const profileCtx = new ProfileContext(envelope, descriptorName, pkg, profile.label);
     await profile.run(profileCtx);
-    result.findings.push(
-      ...profileCtx.findings.map((f) =>
-        f.file === pkg?.descriptorName ? { ...f, file: descriptorName } : f,
-      ),
-    );
+    result.findings.push(...profileCtx.findings);
   }
   return { result, envelope };
 }
