@@ -13,7 +13,7 @@ import {
 } from "./manifest.js";
 import type { OvfEnvelope, OvfFile } from "./model.js";
 import { parseOvf } from "./parse.js";
-import { checkMemberName, TarReader } from "./tar.js";
+import { checkMemberName, compressionOf, TarReader } from "./tar.js";
 
 /**
  * Opening and verifying OVF packages: an OVA (one tar) or an OVF folder
@@ -108,21 +108,12 @@ export function chunkName(href: string, index: number): string {
   return `${href}.${String(index).padStart(9, "0")}`;
 }
 
-const COMPRESSED_MAGIC: { magic: number[]; what: string }[] = [
-  { magic: [0x1f, 0x8b], what: "gzip" },
-  { magic: [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00], what: "xz" },
-  { magic: [0x50, 0x4b, 0x03, 0x04], what: "zip" },
-  { magic: [0x42, 0x5a, 0x68], what: "bzip2" },
-];
-
-async function compressionOf(path: string): Promise<string | undefined> {
+async function compressionOfFile(path: string): Promise<string | undefined> {
   const handle = await open(path, "r");
   try {
     const head = Buffer.alloc(8);
-    const { bytesRead } = await handle.read(head, 0, 8, 0);
-    return COMPRESSED_MAGIC.find(
-      ({ magic }) => bytesRead >= magic.length && magic.every((byte, i) => head[i] === byte),
-    )?.what;
+    await handle.read(head, 0, 8, 0);
+    return compressionOf(head);
   } finally {
     await handle.close();
   }
@@ -202,7 +193,7 @@ export function analysePackage(
 /** One pass over the tar: layout checks, small members kept, the rest hashed as they stream by. */
 async function collectOva(path: string, options: VerifyOptions): Promise<CollectedPackage> {
   const collected: CollectedPackage = { members: [], findings: [], bytesHashed: 0 };
-  const compression = await compressionOf(path).catch((error: unknown) => {
+  const compression = await compressionOfFile(path).catch((error: unknown) => {
     throw asOvfkitError(error, path);
   });
   if (compression) {

@@ -217,6 +217,19 @@ function parsePaxRecords(data: Buffer): Map<string, string> {
   return records;
 }
 
+/** Magic numbers of the compressors people wrap OVAs in (virt-v2v accepts them, DSP0243 does not). */
+const COMPRESSED_MAGIC: { magic: readonly number[]; name: string }[] = [
+  { magic: [0x1f, 0x8b], name: "gzip" },
+  { magic: [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00], name: "xz" },
+  { magic: [0x50, 0x4b, 0x03, 0x04], name: "zip" },
+  { magic: [0x42, 0x5a, 0x68], name: "bzip2" },
+];
+
+/** The compressor whose magic starts `head`, if any. */
+export function compressionOf(head: Uint8Array): string | undefined {
+  return COMPRESSED_MAGIC.find(({ magic }) => magic.every((byte, i) => head[i] === byte))?.name;
+}
+
 /** Extended headers are small; a huge one is hostile. */
 const MAX_EXTENDED_HEADER = 1024 * 1024;
 
@@ -333,6 +346,14 @@ export class TarReader {
         try {
           this.verifyChecksum(block, offset);
         } catch (error) {
+          const compression = compressionOf(block);
+          if (compression) {
+            throw new OvfkitError(
+              "OVA_COMPRESSED",
+              `the archive is ${compression}-compressed; an OVA must be a plain tar (vSphere and AWS refuse compressed OVAs)`,
+              { file: this.path, offset: 0, cause: error },
+            );
+          }
           throw new OvfkitError(
             "OVA_NOT_TAR",
             "not a tar archive (the first block is not a valid tar header)",

@@ -8,6 +8,7 @@ import {
   writeSync,
 } from "node:fs";
 import { join } from "node:path";
+import { gzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { BLOCK, listTar, TarReader, TarWriter, tarHeader, USTAR_MAX_SIZE } from "../../src/ovf/tar.js";
 import { tempDir } from "../helpers/tmp.js";
@@ -189,6 +190,12 @@ describe("tar reader refuses hostile OVAs with typed errors, member name and off
       ],
       code: "OVA_BAD_HEADER",
       offset: 1024,
+    },
+    {
+      name: "gzip-compressed",
+      parts: () => [gzipSync(Buffer.concat([header("a.ovf", 3), data("abc"), Buffer.alloc(1024)]))],
+      code: "OVA_COMPRESSED",
+      offset: 0,
     },
     {
       name: "not a tar",
