@@ -447,6 +447,8 @@ class Qcow2Reader implements DiskReader {
       compat: h.version === 3 ? "1.1" : "0.10",
       "cluster-size": h.clusterSize,
       "refcount-bits": 2 ** h.refcountOrder,
+      "compression-type":
+        h.compressionType === 0 ? "zlib" : h.compressionType === 1 ? "zstd" : h.compressionType,
       "extended-l2": layout.extendedL2,
       "lazy-refcounts": (h.compatible & 1n) !== 0n,
       corrupt: (h.incompatible & INCOMPAT_CORRUPT) !== 0n,

@@ -675,6 +675,15 @@ async function replayLog(file: RandomAccessFile, header: VhdxHeader): Promise<Lo
       where,
     );
   }
+  if (header.logLength > MAX_REPLAY_BYTES) {
+    // scanning a huge log 4 KiB at a time would take minutes; real logs are 1 MiB (Hyper-V, qemu)
+    fail(
+      "VHDX_LOG_TOO_LARGE",
+      `the log is ${header.logLength} bytes (ovfkit replays logs up to ${MAX_REPLAY_BYTES} bytes)`,
+      file,
+      where,
+    );
+  }
   const sequence = await activeSequence(file, header);
   const head = sequence.at(-1);
   // §2.3.1.1: a file shorter than the head's FlushedFileOffset lost data the log relies on
