@@ -1,9 +1,10 @@
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { describe, expect, it } from "vitest";
 import { validateOvf } from "../../src/ovf/validate.js";
 import { CORPUS_OVF, corpusSkipReason, hasCorpus } from "../helpers/corpus.js";
 import { hasTool, skipReason } from "../helpers/tools.js";
+import { corpusOvfFiles } from "./corpus-files.js";
 
 /**
  * The tolerant layers (1-4) on every real descriptor and OVA of the corpus.
@@ -160,18 +161,9 @@ const EXPECTED_ERRORS: Record<string, { rules: string[]; why: string }> = {
   ),
 };
 
+/** Every document of the OVF corpus this test reads. */
 function corpusPackages(): string[] {
-  if (!hasCorpus) return [];
-  const out: string[] = [];
-  const walk = (dir: string): void => {
-    for (const name of readdirSync(dir)) {
-      const path = join(dir, name);
-      if (statSync(path).isDirectory()) walk(path);
-      else if (/\.(ovf|ova|xml)$/.test(name)) out.push(path);
-    }
-  };
-  walk(CORPUS_OVF);
-  return out.sort();
+  return corpusOvfFiles(/\.(ovf|ova|xml)$/);
 }
 
 describe.skipIf(!hasCorpus)(`validate the OVF corpus ${corpusSkipReason}`, () => {

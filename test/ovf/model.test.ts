@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { describe, expect, it } from "vitest";
 import { OvfkitError } from "../../src/errors.js";
@@ -8,20 +8,11 @@ import { serializeOvf } from "../../src/ovf/serialize.js";
 import { infoset } from "../../src/ovf/xml.js";
 import { CORPUS_OVF, corpusSkipReason, hasCorpus } from "../helpers/corpus.js";
 import { hasTool, skipReason } from "../helpers/tools.js";
+import { corpusOvfFiles } from "./corpus-files.js";
 
-/** Every XML document in the OVF corpus (descriptors, oVirt .xml, environments). */
+/** Every document of the OVF corpus this test reads. */
 function corpusDescriptors(): string[] {
-  if (!hasCorpus) return [];
-  const out: string[] = [];
-  const walk = (dir: string): void => {
-    for (const name of readdirSync(dir)) {
-      const path = join(dir, name);
-      if (statSync(path).isDirectory()) walk(path);
-      else if (/\.(ovf|xml|tmpl)$/.test(name)) out.push(path);
-    }
-  };
-  walk(CORPUS_OVF);
-  return out.sort();
+  return corpusOvfFiles(/\.(ovf|xml|tmpl)$/);
 }
 
 interface IndexEntry {
