@@ -1,6 +1,7 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { DRIVERS } from "../../src/formats/index.js";
 import { ovfkit } from "../helpers/cli.js";
 import { tempDir } from "../helpers/tmp.js";
 import { run, skipReason } from "../helpers/tools.js";
@@ -86,4 +87,22 @@ describe("ovfkit compare", () => {
       }
     }
   });
+
+  const WRITABLE = DRIVERS.filter((d) => d.write && d.name !== "raw").map((d) => d.name);
+  it.skipIf(noQemu).each(WRITABLE)(
+    "agrees with qemu-img compare across formats (raw against %s)",
+    (format) => {
+      const image = join(dir, `differs.${format}`);
+      expect(ovfkit(["convert", "-O", format, differs, image]).status).toBe(0);
+      for (const other of [differs, a]) {
+        const ours = ovfkit(["compare", "-f", "raw", "-F", format, other, image]);
+        const theirs = run("qemu-img", ["compare", "-f", "raw", "-F", format, other, image]);
+        expect(ours.status).toBe(theirs.status);
+        const offsetOf = (text: string) => Number(/mismatch at offset (\d+)!/.exec(text)?.[1] ?? Number.NaN);
+        if (ours.status === 1) {
+          expect(offsetOf(theirs.stdout)).toBe(Math.floor(offsetOf(ours.stdout) / 512) * 512);
+        }
+      }
+    },
+  );
 });
