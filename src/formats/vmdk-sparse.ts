@@ -378,7 +378,10 @@ export class SparseExtent {
   private readonly gtCache = new Map<number, Uint32Array>();
   private readonly grainCache = new Map<number, Buffer>();
   private readonly inflater = new GrainInflater();
-  private spanBuffer = Buffer.alloc(0);
+  private spanBuffer: Buffer = Buffer.alloc(0);
+  private spareBuffer: Buffer = Buffer.alloc(0);
+  /** The read of the file span after the last one, started early (sequential reads of a stream). */
+  private readAhead: { start: number; buffer: Buffer; bytes: Promise<number> } | undefined;
 
   private constructor(
     readonly file: RandomAccessFile,
@@ -527,8 +530,8 @@ export class SparseExtent {
       Math.max(...sectors) * SECTOR + this.grainLimit + GRAIN_MARKER_BYTES,
     );
     if (missing.length === 1 || end - start > MAX_SPAN_READ || start >= this.file.size) return;
-    if (this.spanBuffer.length < end - start) this.spanBuffer = Buffer.allocUnsafe(end - start);
-    const span = this.spanBuffer.subarray(0, await this.file.readAt(start, end - start, this.spanBuffer));
+    const span = await this.fileSpan(start, end);
+    let consumedTo = start;
     for (const { g, sector } of missing) {
       const at = sector * SECTOR - start;
       if (at + GRAIN_MARKER_BYTES > span.length) continue; // left to the per-grain path, which reports it
@@ -537,7 +540,45 @@ export class SparseExtent {
       if (at + GRAIN_MARKER_BYTES + size > span.length) continue;
       const payload = span.subarray(at + GRAIN_MARKER_BYTES, at + GRAIN_MARKER_BYTES + size);
       this.inflateToCache(g, payload, sector * SECTOR);
+      consumedTo = Math.max(consumedTo, sector * SECTOR + GRAIN_MARKER_BYTES + size);
     }
+    // The next sequential read wants the grains right after these: start reading them now, so
+    // the file read overlaps the caller's work (writing what it got) instead of following it.
+    const next = Math.ceil(consumedTo / SECTOR) * SECTOR;
+    const length = Math.min(
+      MAX_SPAN_READ,
+      (missing.length + 1) * (this.grainLimit + GRAIN_MARKER_BYTES + SECTOR),
+    );
+    if (next < this.file.size) this.startReadAhead(next, Math.min(length, this.file.size - next));
+  }
+
+  /** Bytes `[start, end)` of the file: from the read-ahead when it covers them, else read now. */
+  private async fileSpan(start: number, end: number): Promise<Buffer> {
+    const ahead = this.readAhead;
+    this.readAhead = undefined;
+    if (ahead && ahead.start <= start) {
+      const bytes = await ahead.bytes.catch(() => -1);
+      if (bytes >= 0 && end <= ahead.start + bytes) {
+        // The read-ahead buffer becomes the current span; the old one is free for the next read-ahead.
+        const previous = this.spanBuffer;
+        this.spanBuffer = ahead.buffer;
+        this.spareBuffer = previous;
+        return ahead.buffer.subarray(start - ahead.start, end - ahead.start);
+      }
+    } else if (ahead) {
+      await ahead.bytes.catch(() => -1); // never reuse a buffer a read may still be filling
+    }
+    if (this.spanBuffer.length < end - start) this.spanBuffer = Buffer.allocUnsafe(end - start);
+    return this.spanBuffer.subarray(0, await this.file.readAt(start, end - start, this.spanBuffer));
+  }
+
+  private startReadAhead(start: number, length: number): void {
+    let buffer = this.spareBuffer;
+    if (buffer.length < length) buffer = Buffer.allocUnsafe(length);
+    this.spareBuffer = Buffer.alloc(0);
+    const bytes = this.file.readAt(start, length, buffer);
+    bytes.catch(() => {}); // a failed read-ahead is simply not used; the real read reports errors
+    this.readAhead = { start, buffer, bytes };
   }
 
   /** A deflated grain is never much larger than the grain itself (stored blocks add 5 bytes per 64 KiB). */
