@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { readFile } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import type { Argv, CommandModule } from "yargs";
 import { asOvfkitError } from "../errors.js";
 import type { PackageFinding } from "../ovf/manifest.js";
@@ -151,11 +151,17 @@ export const verifyCommand: CommandModule<object, VerifyArgs> = {
       const ca = args.ca
         ? await readFile(args.ca, "utf8").catch((e: unknown) => Promise.reject(asOvfkitError(e, args.ca)))
         : undefined;
+      const packageSize = await stat(args.package).then(
+        (info) => (info.isFile() ? info.size : 0),
+        () => 0,
+      );
       const report = await verifyPackage(args.package, {
         ca,
         strict: args.strict,
-        onProgress: (done) => progress.update(done, Math.max(done, 1)),
+        // An OVA's bytes are nearly all hashed: its size is the bar's total (a folder's is unknown up front).
+        onProgress: (done) => progress.update(done, Math.max(done, packageSize)),
       });
+      if (packageSize > 0) progress.update(packageSize, packageSize);
       progress.stop();
       if (json) printJson(report);
       else if (args.output === "junit" || args.output === "sarif") {
