@@ -75,16 +75,12 @@ export function checkTarLayout(ctx: ProfileContext): void {
     );
   }
   for (const member of members) {
-    if (
-      member.extendedHeader &&
-      member !== first &&
-      /[^\x20-\x7e]/.test(member.name) === false &&
-      member.name.length <= 100
-    ) {
+    // an extended header before a ustar-magic member is PAX (GNU long names sit before "ustar  " members)
+    if (member.extendedHeader && member !== first && member.dialect !== "gnu") {
       ctx.report(
         T.tarLayout,
         fileLocation(),
-        `tar member "${member.name}" has a PAX extended header; vSphere does not support PAX`,
+        `tar member "${member.name}" has a PAX extended header; vSphere does not support PAX (GNU long names and base-256 sizes are fine)`,
         at,
       );
     }
