@@ -380,6 +380,7 @@ export class SparseExtent {
   private readonly inflater = new GrainInflater();
   private spanBuffer: Buffer = Buffer.alloc(0);
   private spareBuffer: Buffer = Buffer.alloc(0);
+  private spanQueue: Promise<void> = Promise.resolve();
   /** The read of the file span after the last one, started early (sequential reads of a stream). */
   private readAhead: { start: number; buffer: Buffer; bytes: Promise<number> } | undefined;
 
@@ -483,15 +484,15 @@ export class SparseExtent {
       if (n < length) into.fill(0, n, length); // last grain of a file may be cut short
       return;
     }
-    const data = await this.inflated(g, sector);
-    data.copy(into, 0, inGrain, inGrain + length);
-  }
-
-  private async inflated(g: number, sector: number): Promise<Buffer> {
+    // Cache slots are reused: copy out in the same synchronous step that finds or fills the slot,
+    // so a concurrent read cannot recycle it in between.
     const cached = this.grainCache.get(g);
-    if (cached) return cached;
-    const { payload, offset } = await this.compressedPayload(g, sector);
-    return this.inflateToCache(g, payload, offset);
+    if (cached) {
+      cached.copy(into, 0, inGrain, inGrain + length);
+      return;
+    }
+    const { payload, offset: at } = await this.compressedPayload(g, sector);
+    this.inflateToCache(g, payload, at).copy(into, 0, inGrain, inGrain + length);
   }
 
   /**
@@ -520,7 +521,14 @@ export class SparseExtent {
    * replaces two reads per grain (the I/O round trips, not zlib, were the
    * cost of sequential reads).
    */
-  async loadCompressed(grains: { g: number; sector: number }[]): Promise<void> {
+  loadCompressed(grains: { g: number; sector: number }[]): Promise<void> {
+    // One at a time: the span buffers are shared (concurrent reads, e.g. from the emulator, queue here).
+    const run = this.spanQueue.then(() => this.loadCompressedNow(grains));
+    this.spanQueue = run.catch(() => {});
+    return run;
+  }
+
+  private async loadCompressedNow(grains: { g: number; sector: number }[]): Promise<void> {
     const missing = grains.filter((x) => !this.grainCache.has(x.g));
     if (missing.length === 0) return;
     const sectors = missing.map((x) => x.sector);

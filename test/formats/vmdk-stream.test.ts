@@ -136,6 +136,23 @@ describe("streamOptimized canonical layout", () => {
     await b.close();
   });
 
+  it("serves concurrent reads (as the emulator issues them) with the right bytes", async () => {
+    const reader = await openDisk(outPath);
+    try {
+      const offsets = [0, 1000, 65000, 65536 * 5, 1030 * 65536 - 100, src.length - 5000, 70000, 12];
+      const reads = offsets
+        .flatMap((o) => [o, o + 3])
+        .map((o) => ({ o, n: Math.min(200_000, src.length - o) }));
+      const results = await Promise.all(reads.map(({ o, n }) => reader.read(o, n)));
+      results.forEach((data, i) => {
+        const { o, n } = reads[i]!;
+        expect(data.equals(src.subarray(o, o + n)), `read at ${o}`).toBe(true);
+      });
+    } finally {
+      await reader.close();
+    }
+  });
+
   it("flags each departure from the canonical layout with its reason", async () => {
     const good = readFileSync(outPath);
     const variant = async (name: string, edit: (f: Buffer) => Buffer) => {
