@@ -401,6 +401,35 @@ f:
     expect(cr4.debugWords.slice(0, 2)).toEqual([(0xee000000 | 13) >>> 0, 0]);
   });
 
+  it("leaves ESP unchanged when PUSHA faults part-way", () => {
+    const m = runProtected(`
+  set_gate 14, pf_handler, 0x8e00
+  mov edi, 0x101000
+  mov eax, 0x3
+  mov ecx, 1024
+.fill: stosd
+  add eax, 0x1000
+  loop .fill
+  mov dword [0x100000], 0x101003
+  mov dword [0x101000 + 0x200*4], 0    ; 0x200000 not present, 0x201000 present
+  mov eax, 0x100000
+  mov cr3, eax
+  mov eax, cr0
+  or eax, 0x80000000
+  mov cr0, eax
+  mov esp, 0x201018
+  pushad                               ; the 7th store hits 0x200ffc
+pf_handler:
+  mov eax, esp
+  out 0xec, eax                        ; 0x201018 - 16 (EFLAGS, CS, EIP, error code)
+  mov eax, [esp]
+  out 0xec, eax                        ; error code 2 (write, not present)
+  cli
+  hlt
+`);
+    expect(m.debugWords).toEqual([0x201018 - 16, 2]);
+  });
+
   it("escalates a fault during page-fault delivery to #DF with error code 0", () => {
     const m = runProtected(`
   and dword [${0x1000 + 14 * 8 + 4}], ~0x8000 ; #PF gate not present -> #NP while delivering #PF -> #DF

@@ -191,7 +191,6 @@ export class X86Cpu implements Cpu, CodeSource {
   private pendingWait: Promise<void> | null = null;
   /** EIP of the instruction being executed (faults restart it). */
   private startEip = 0;
-  private startEsp = 0;
   /** Effective linear address of the current memory operand. */
   private ea = 0;
 
@@ -327,9 +326,8 @@ export class X86Cpu implements Cpu, CodeSource {
         if (!this.inhibitInterrupts && this.flagsBase & IF && this.host.interrupts.hasInterrupt()) {
           this.halted = false;
           this.startEip = this.eip;
-          this.startEsp = this.regs[4]!;
           const vector = this.host.interrupts.acknowledge();
-          this.deliverInterrupt(vector, -1, false, true, this.eip);
+          this.deliverWithRollback(vector, -1, false, true, this.eip);
         }
         if (this.halted) {
           if (this.flagsBase & IF) return { kind: "halt" };
@@ -442,22 +440,20 @@ export class X86Cpu implements Cpu, CodeSource {
    * was made for. Anything that changes modes or mappings ends the block.
    */
   private runBlock(count: number): void {
-    const regs = this.regs;
     // A fault while fetching restarts at the instruction being fetched.
     this.startEip = this.eip;
-    this.startEsp = regs[4]!;
     let insn = this.fetch();
+    // Anything that changes the code size ends the block.
+    const wrapMask = this.codeSize === SIZE16 ? 0xffff : -1;
     for (let n = 1; ; n++) {
       const start = this.eip;
-      let fall = (start + insn.length) | 0;
-      if (this.codeSize === SIZE16) fall &= 0xffff;
+      const fall = ((start + insn.length) | 0) & wrapMask;
       this.eip = fall;
       this.instructions++;
       this.execute(insn);
       if (this.breakLoop || n >= count) return;
       const eip = this.eip;
       this.startEip = eip;
-      this.startEsp = regs[4]!;
       let next: Insn | null;
       if (!insn.valid) {
         next = this.fetch();
@@ -492,8 +488,9 @@ export class X86Cpu implements Cpu, CodeSource {
 
   private handleThrow(e: unknown): StopReason | null {
     if (e instanceof CpuFault) {
+      // ESP is only changed by instructions after their last possible
+      // fault, or they restore it themselves (PUSHA, POPA, ENTER, LEAVE).
       this.eip = this.startEip;
-      this.regs[4] = this.startEsp;
       try {
         this.raiseException(e.vector, e.errorCode);
       } catch (inner) {
@@ -539,22 +536,18 @@ export class X86Cpu implements Cpu, CodeSource {
    * is rolled back first.
    */
   private raiseException(vector: number, errorCode: number): void {
-    const esp = this.regs[4]!;
-    const cpl = this.cpl;
-    const ss = [this.segSel[2]!, this.segBase[2]!, this.segLimit[2]!, this.segAttr[2]!];
     for (let attempt = 0; ; attempt++) {
       try {
-        this.deliverInterrupt(vector, hasErrorCode(vector) ? errorCode & 0xffff : -1, false, false, this.eip);
+        this.deliverWithRollback(
+          vector,
+          hasErrorCode(vector) ? errorCode & 0xffff : -1,
+          false,
+          false,
+          this.eip,
+        );
         return;
       } catch (e) {
         if (!(e instanceof CpuFault)) throw e;
-        this.regs[4] = esp;
-        this.cpl = cpl;
-        this.segSel[2] = ss[0]!;
-        this.segBase[2] = ss[1]!;
-        this.segLimit[2] = ss[2]!;
-        this.segAttr[2] = ss[3]!;
-        this.updateModes();
         if (vector === EXC_DF || attempt > 3) {
           throw new TripleFault(`exception ${e.vector} while delivering exception ${vector}`);
         }
@@ -1679,6 +1672,34 @@ export class X86Cpu implements Cpu, CodeSource {
     if (!(type & 1)) this.flagsBase &= ~IF;
   }
 
+  /** deliverInterrupt, undoing stack and privilege changes if it faults part-way. */
+  private deliverWithRollback(
+    vector: number,
+    errorCode: number,
+    software: boolean,
+    external: boolean,
+    returnEip: number,
+  ): void {
+    const esp = this.regs[4]!;
+    const cpl = this.cpl;
+    const ssSel = this.segSel[2]!;
+    const ssBase = this.segBase[2]!;
+    const ssLimit = this.segLimit[2]!;
+    const ssAttr = this.segAttr[2]!;
+    try {
+      this.deliverInterrupt(vector, errorCode, software, external, returnEip);
+    } catch (e) {
+      this.regs[4] = esp;
+      this.cpl = cpl;
+      this.segSel[2] = ssSel;
+      this.segBase[2] = ssBase;
+      this.segLimit[2] = ssLimit;
+      this.segAttr[2] = ssAttr;
+      this.updateModes();
+      throw e;
+    }
+  }
+
   private tssStack(dpl: number, ext: number): { ss: number; esp: number } {
     if (this.trType === 0x9 || this.trType === 0xb) {
       const at = 4 + dpl * 8;
@@ -1766,8 +1787,9 @@ export class X86Cpu implements Cpu, CodeSource {
   }
 
   private portIn(size: number, port: number): number {
+    // Reads do not end the block: polling loops (PIT channel 2, UART status)
+    // run at full speed; writes (EOI, unmask, ...) do, so IRQs are seen at once.
     this.checkIoPermission();
-    this.breakLoop = true;
     return this.host.io.read(port & 0xffff, (size >> 3) as 1 | 2 | 4) >>> 0;
   }
 
@@ -2515,16 +2537,21 @@ export class X86Cpu implements Cpu, CodeSource {
         this.setReg(insn.opSize, op & 7, v);
         return;
       }
-      case 0x60: {
-        const size = insn.opSize;
-        const sp = this.regs[4]!;
-        for (let r = 0; r < 8; r++) this.push(size, r === 4 ? sp : this.regs[r]!);
+      case 0x60:
+        this.withEspRestored(() => {
+          const size = insn.opSize;
+          const sp = this.regs[4]!;
+          for (let r = 0; r < 8; r++) this.push(size, r === 4 ? sp : this.regs[r]!);
+        });
         return;
-      }
       case 0x61: {
         const size = insn.opSize;
+        const values: number[] = [];
+        this.withEspRestored(() => {
+          for (let r = 7; r >= 0; r--) values.push(this.pop(size));
+        });
         for (let r = 7; r >= 0; r--) {
-          const v = this.pop(size);
+          const v = values[7 - r]!;
           if (r !== 4) this.setReg(size, r, v);
         }
         return;
@@ -2813,13 +2840,17 @@ export class X86Cpu implements Cpu, CodeSource {
         this.writeRM(insn, insn.opSize, insn.imm);
         return;
       case 0xc8:
-        this.enter(insn);
+        this.withEspRestored(() => this.enter(insn));
         return;
       case 0xc9: {
         // LEAVE
-        if (this.stack32) this.regs[4] = this.regs[5]!;
-        else this.setReg(16, 4, this.regs[5]!);
-        this.setReg(insn.opSize, 5, this.pop(insn.opSize));
+        let bp = 0;
+        this.withEspRestored(() => {
+          if (this.stack32) this.regs[4] = this.regs[5]!;
+          else this.setReg(16, 4, this.regs[5]!);
+          bp = this.pop(insn.opSize);
+        });
+        this.setReg(insn.opSize, 5, bp);
         return;
       }
       case 0xca:
@@ -2973,6 +3004,17 @@ export class X86Cpu implements Cpu, CodeSource {
     }
   }
 
+  /** Runs a multi-step stack operation; a fault part-way leaves ESP as it was. */
+  private withEspRestored(steps: () => void): void {
+    const esp = this.regs[4]!;
+    try {
+      steps();
+    } catch (e) {
+      this.regs[4] = esp;
+      throw e;
+    }
+  }
+
   private checkIfPermission(): void {
     if (this.cr0 & CR0_PE && this.cpl > (this.flagsBase & IOPL) >> 12) throw new CpuFault(EXC_GP, 0);
   }
@@ -2991,7 +3033,7 @@ export class X86Cpu implements Cpu, CodeSource {
 
   private softwareInterrupt(vector: number): void {
     if (this.flagsBase & VM && (this.flagsBase & IOPL) !== IOPL) throw new CpuFault(EXC_GP, 0);
-    this.deliverInterrupt(vector, -1, true, false, this.eip);
+    this.deliverWithRollback(vector, -1, true, false, this.eip);
   }
 
   private loadFarPointer(insn: Insn, seg: number): void {
