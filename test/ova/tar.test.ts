@@ -100,6 +100,15 @@ describe("tar writer", () => {
     expect(summary.members[0]).toMatchObject({ name: "huge.vmdk", size });
     const listing = run("tar", ["tvf", path]);
     expect(listing.stdout).toContain(String(size));
+    // Python's tarfile (what COT and oVirt's pack_ova use) reads the same size.
+    if (hasTool("python3")) {
+      const py = run("python3", [
+        "-c",
+        "import sys,tarfile; m=tarfile.open(sys.argv[1]).next(); print(m.name, m.size)",
+        path,
+      ]);
+      expect(py.stdout.trim()).toBe(`huge.vmdk ${size}`);
+    }
   });
 
   it("refuses names a plain header cannot hold rather than writing GNU/PAX long names", () => {
