@@ -149,8 +149,10 @@ export async function validateOvf(
     }
     const { result, envelope } = await validateLoaded(loaded, profiles, options);
     results.push(result);
-    envelopes.push(envelope);
-    loadedAll.push(loaded);
+    // only layer 5 needs the trees afterwards (to place xmllint's errors); otherwise let them go:
+    // keeping hundreds of documents alive makes every garbage collection slower
+    envelopes.push(options.strictXsd ? envelope : undefined);
+    loadedAll.push(options.strictXsd ? loaded : { ...loaded, bytes: undefined });
   }
   if (options.strictXsd) await runStrictXsd(results, envelopes, loadedAll, options.schemaDir);
   for (const result of results) result.findings.sort(byPosition);
