@@ -75,13 +75,13 @@ function humanSummary(result: BootResult): string {
 /** `ovfkit boot`: boot a disk in the embedded PC and report a verdict. */
 export const bootCommand: CommandModule<object, BootArgs> = {
   command: "boot <target>",
-  describe: "boot a disk image in the embedded x86 PC and check its serial console",
+  describe: "boot an appliance (disk image, OVF or OVA) in the embedded x86 PC and check its console",
   builder: (yargs: Argv) =>
     yargs
       .positional("target", {
         type: "string",
         demandOption: true,
-        describe: "disk image (raw, VHD, VMDK...)",
+        describe: "disk image (raw, VHD, VMDK...), .ovf or .ova (its first hard disk)",
       })
       .options({
         expect: { type: "string", describe: "stop with success when this text appears on the console" },

@@ -1,7 +1,15 @@
-import { createWriteStream, type WriteStream } from "node:fs";
-import { extname } from "node:path";
-import { OvfkitError } from "../errors.js";
+import { createReadStream, createWriteStream, type WriteStream } from "node:fs";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { basename, extname, join } from "node:path";
+import { pipeline } from "node:stream/promises";
+import { asOvfkitError, OvfkitError } from "../errors.js";
+import type { DiskReader } from "../formats/disk.js";
 import { openDisk } from "../formats/index.js";
+import type { OvfEnvelope } from "../ovf/model.js";
+import { folderPackage, ovaPackage } from "../ovf/package-view.js";
+import { parseOvf, readOvf } from "../ovf/parse.js";
+import { parseHostResource } from "../ovf/rules/references.js";
 import { X86Cpu } from "./cpu/cpu.js";
 import { DEFAULT_MEMORY_MIB, Machine, type MachineStop, type MachineStopKind } from "./machine.js";
 
@@ -74,16 +82,97 @@ export interface BootResult {
 const CONSOLE_TAIL_LINES = 40;
 const PANIC_PATTERN = /Kernel panic - not syncing[^\n]*/;
 
-/** OVF/OVA targets need the OVF model's disk lookup (References → Disk → first hard disk). */
-function checkTarget(target: string): void {
+/** RASD ResourceType of a disk drive (DMTF CIM_ResourceAllocationSettingData). */
+const RESOURCE_DISK_DRIVE = 17;
+
+/** The href of the first hard disk: the first disk-drive Item's HostResource, else the first Disk. */
+export function firstHardDiskHref(envelope: OvfEnvelope, file: string): string {
+  const fileHref = (fileId: string | undefined): string | undefined => {
+    const entry = envelope.files.find((f) => f.id === fileId);
+    if (entry?.compression || entry?.chunkSize) {
+      throw new OvfkitError(
+        "BOOT_DISK_UNSUPPORTED",
+        `the boot disk file ${entry.href ?? fileId} is ${entry.compression ? "compressed" : "chunked"} in the package: convert it first`,
+        { file },
+      );
+    }
+    return entry?.href;
+  };
+  for (const { item } of envelope.items) {
+    if (item.resourceType !== RESOURCE_DISK_DRIVE) continue;
+    for (const host of item.hostResources) {
+      const ref = parseHostResource(host.value);
+      if (ref?.kind === "disk") {
+        const href = fileHref(envelope.disks.find((d) => d.diskId === ref.id)?.fileRef);
+        if (href) return href;
+      } else if (ref?.kind === "file") {
+        const href = fileHref(ref.id);
+        if (href) return href;
+      }
+    }
+  }
+  const href = fileHref(envelope.disks[0]?.fileRef);
+  if (href) return href;
+  throw new OvfkitError("BOOT_NO_DISK", "the package describes no hard disk with a file to boot from", {
+    file,
+  });
+}
+
+/** A disk file to open, and what to remove afterwards (an OVA's disk is copied out of the tar). */
+interface BootDisk {
+  path: string;
+  cleanup(): Promise<void>;
+}
+
+/**
+ * The boot disk of `target`: a disk image as is; for an .ovf, the file of
+ * its first hard disk beside it; for an .ova, that member streamed out of
+ * the tar into a temporary file (removed after the run).
+ */
+async function resolveBootDisk(target: string): Promise<BootDisk> {
   const ext = extname(target).toLowerCase();
-  if (ext === ".ova" || ext === ".ovf") {
+  const none = async () => {};
+  if (ext === ".ovf") {
+    const envelope = await readOvf(target);
+    const href = firstHardDiskHref(envelope, target);
+    const path = folderPackage(target).pathOf(href);
+    if (!path)
+      throw new OvfkitError("BOOT_NO_DISK", `the boot disk ${href} is outside the package`, { file: target });
+    return { path, cleanup: none };
+  }
+  if (ext !== ".ova") return { path: target, cleanup: none };
+  const { view, descriptor } = await ovaPackage(target);
+  if (view.compressed) {
     throw new OvfkitError(
-      "BOOT_TARGET_UNSUPPORTED",
-      "booting an OVF/OVA package is not supported yet: pass its disk file (.vmdk, .vhd, raw)",
-      { file: target },
+      "BOOT_DISK_UNSUPPORTED",
+      "the OVA is gzip-compressed: its disk cannot be read in place",
+      {
+        file: target,
+      },
     );
   }
+  if (!descriptor)
+    throw new OvfkitError("BOOT_NO_DISK", "the OVA holds no .ovf descriptor", { file: target });
+  const href = firstHardDiskHref(parseOvf(descriptor, { file: target }), target);
+  const member = view.members?.find((m) => m.type === "file" && m.name.replace(/^\.\//, "") === href);
+  if (!member) throw new OvfkitError("BOOT_NO_DISK", `the OVA has no member ${href}`, { file: target });
+  const dir = await mkdtemp(join(tmpdir(), "ovfkit-boot-"));
+  const path = join(dir, basename(href));
+  const cleanup = () => rm(dir, { recursive: true, force: true });
+  try {
+    if (member.size > 0) {
+      await pipeline(
+        createReadStream(target, { start: member.dataOffset, end: member.dataOffset + member.size - 1 }),
+        createWriteStream(path),
+      );
+    } else {
+      await writeFile(path, Buffer.alloc(0));
+    }
+  } catch (error) {
+    await cleanup();
+    throw asOvfkitError(error, target);
+  }
+  return { path, cleanup };
 }
 
 function tail(text: string, lines: number): string {
@@ -108,9 +197,8 @@ function verdictOf(stop: MachineStop, expect: string | undefined, consoleText: s
   return verdict;
 }
 
-/** Boots `target` (a disk image) and reports what happened. */
+/** Boots `target` (a disk image, or an .ovf/.ova: its first hard disk) and reports what happened. */
 export async function bootTest(target: string, options: BootTestOptions = {}): Promise<BootResult> {
-  checkTarget(target);
   const timeoutSeconds = options.timeoutSeconds ?? 120;
   if (!(timeoutSeconds > 0))
     throw new OvfkitError("BAD_ARGUMENT", `--timeout must be positive (got ${timeoutSeconds})`);
@@ -121,7 +209,14 @@ export async function bootTest(target: string, options: BootTestOptions = {}): P
       `--memory must be an integer number of MiB between 2 and 3072 (got ${memoryMiB})`,
     );
   }
-  const reader = await openDisk(target, options.format ? { format: options.format } : {});
+  const bootDisk = await resolveBootDisk(target);
+  let reader: DiskReader;
+  try {
+    reader = await openDisk(bootDisk.path, options.format ? { format: options.format } : {});
+  } catch (error) {
+    await bootDisk.cleanup();
+    throw error;
+  }
   let file: WriteStream | undefined;
   try {
     if (options.consoleFile) file = createWriteStream(options.consoleFile);
@@ -187,5 +282,6 @@ export async function bootTest(target: string, options: BootTestOptions = {}): P
   } finally {
     if (file) await new Promise<void>((resolve) => file!.end(resolve));
     await reader.close();
+    await bootDisk.cleanup();
   }
 }

@@ -39,4 +39,15 @@ describe.skipIf(skip)("reference appliances", () => {
     expect(b.instructions).toBe(a.instructions);
     expect(b.consoleTail).toBe(a.consoleTail);
   });
+
+  it("the i386 appliance boots GRUB -> Linux 6.1 (686) into its initramfs: INITRAMFS-OK", async () => {
+    // About 7 G instructions: minutes of host time. Deterministic, so the count is stable.
+    const result = await bootTest(join(APPLIANCES, "appliance-i386.vmdk"), {
+      expect: "INITRAMFS-OK ",
+      timeoutSeconds: 30,
+      wallTimeoutSeconds: 3000,
+    });
+    expect(result.verdict, `${result.detail}\n${result.consoleTail}`).toBe("passed");
+    expect(result.consoleTail).toMatch(/GRUB-OK \S+[\s\S]*INITRAMFS-OK /);
+  }, 3_600_000);
 });
