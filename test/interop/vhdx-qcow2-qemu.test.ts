@@ -136,6 +136,12 @@ describe.skipIf(!!noQemu)("ovfkit VHDX and qcow2 output through qemu-img", () =>
       ["convert", "-O", "qcow2", "-o", "extended_l2=on,cluster_size=128k"],
     ],
     ["qcow2 compressed with extended L2", "qcow2", ["convert", "-c", "-O", "qcow2", "-o", "extended_l2=on"]],
+    ["qcow2 8-bit refcounts", "qcow2", ["convert", "-O", "qcow2", "-o", "refcount_bits=8"]],
+    [
+      "qcow2 64-bit refcounts",
+      "qcow2",
+      ["convert", "-O", "qcow2", "-o", "refcount_bits=64,cluster_size=16k"],
+    ],
     ["vhdx dynamic 1M blocks", "vhdx", ["convert", "-O", "vhdx", "-o", "block_size=1M"]],
     [
       "vhdx dynamic 64M blocks, 4M log",
@@ -183,6 +189,42 @@ describe.skipIf(!!noQemu)("ovfkit VHDX and qcow2 output through qemu-img", () =>
       }
     },
   );
+});
+
+describe.skipIf(!!noQemu)("refcount damage in qemu-made qcow2 images", () => {
+  for (const bits of [16, 64]) {
+    it(`${bits}-bit refcounts: a wrong count and a leak are reported by ovfkit and qemu-img`, async () => {
+      const image = join(dir, `refcount-${bits}.qcow2`);
+      const created = qemuImg(["create", "-f", "qcow2", "-o", `refcount_bits=${bits}`, image, "8M"]);
+      expect(created.status).toBe(0);
+      const buf = readFileSync(image);
+      const table = Number(buf.readBigUInt64BE(48));
+      const block = Number(buf.readBigUInt64BE(table));
+      const writeCount = (b: Buffer, cluster: number, value: number) =>
+        bits === 16
+          ? b.writeUInt16BE(value, block + cluster * 2)
+          : b.writeBigUInt64BE(BigInt(value), block + cluster * 8);
+      const wrong = Buffer.from(buf);
+      writeCount(wrong, 0, 3); // the header cluster is referenced once
+      const wrongPath = join(dir, `refcount-${bits}-wrong.qcow2`);
+      writeFileSync(wrongPath, wrong);
+      const wrongReport = await checkDisk(wrongPath);
+      expect(wrongReport.findings.map((f) => [f.code, f.offset])).toEqual([["QCOW2_REFCOUNT_MISMATCH", 0]]);
+      expect(qemuImg(["check", wrongPath]).status).not.toBe(0);
+
+      const clusterSize = 2 ** buf.readUInt32BE(20);
+      const nextCluster = Math.ceil(buf.length / clusterSize);
+      const leak = Buffer.concat([buf, Buffer.alloc((nextCluster + 1) * clusterSize - buf.length)]);
+      writeCount(leak, nextCluster, 1); // a cluster past everything, counted but unused
+      const leakPath = join(dir, `refcount-${bits}-leak.qcow2`);
+      writeFileSync(leakPath, leak);
+      const leakReport = await checkDisk(leakPath);
+      expect(leakReport.findings.map((f) => [f.code, f.severity])).toEqual([
+        ["QCOW2_LEAKED_CLUSTER", "leak"],
+      ]);
+      expect(qemuImg(["check", leakPath]).out).toMatch(/leaked cluster/i);
+    });
+  }
 });
 
 describe.skipIf(!!noQemu || !!corpusSkipReason)(
