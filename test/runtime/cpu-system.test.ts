@@ -235,17 +235,17 @@ describe.skipIf(noNasm)("paging", () => {
   mov eax, cr0
   or eax, 0x80000000
   mov cr0, eax
-  mov eax, [0x400000]
+  mov eax, [0x3f0000]
   out 0xec, eax                      ; 0xcafe through the mapping
   mov dword [0x400004], 0xbeef
   mov eax, [0x102000]
   out 0xec, eax                      ; PTE: present, rw, accessed, dirty = 0x200063
   mov dword [0x102000], 0x201003     ; remap to 0x201000 ...
   mov dword [0x201000], 0x5555
-  mov eax, [0x400000]
+  mov eax, [0x3f0000]
   out 0xec, eax                      ; ... still the old page until INVLPG
   invlpg [0x400000]
-  mov eax, [0x400000]
+  mov eax, [0x3f0000]
   out 0xec, eax                      ; 0x5555
   mov eax, cr0
   and eax, 0x7fffffff
@@ -607,6 +607,65 @@ v2: mov eax, 2
 v2_end:
 `);
     expect(m.debugWords).toEqual([1, 2]);
+  });
+});
+
+describe.skipIf(noNasm)("string instructions", () => {
+  it("runs REP STOS/MOVS across pages, with overlap, and counts each iteration as an instruction", () => {
+    const m = runProtected(`
+  cld
+  mov edi, 0x200002
+  mov eax, 0xaabbccdd
+  mov ecx, 0x1001
+  rep stosd
+  mov eax, edi
+  out 0xec, eax                        ; 0x200002 + 0x4004
+  mov eax, ecx
+  out 0xec, eax                        ; 0
+  mov eax, [0x200002 + 0x4000]
+  out 0xec, eax                        ; last dword stored
+  mov eax, [0x200000]
+  out 0xec, eax                        ; 0xccdd0000
+  mov byte [0x300000], 1
+  mov byte [0x300001], 2
+  mov esi, 0x300000
+  mov edi, 0x300002
+  mov ecx, 6
+  rep movsb                            ; overlapping: replicates the 2-byte pattern
+  mov eax, [0x300004]
+  out 0xec, eax                        ; 0x02010201
+  mov esi, 0x200002
+  mov edi, 0x250001
+  mov ecx, 0x1001
+  rdtsc
+  mov ebx, eax
+  rep movsd
+  rdtsc
+  sub eax, ebx
+  out 0xec, eax                        ; 0x1001 iterations + mov + rdtsc
+  mov eax, [0x250001 + 0x3ffc]
+  out 0xec, eax
+  std
+  mov edi, 0x3f0003
+  mov ecx, 4
+  mov al, 0x5a
+  rep stosb                            ; backwards
+  cld
+  mov eax, [0x3f0000]
+  out 0xec, eax
+  cli
+  hlt
+`);
+    expect(m.debugWords).toEqual([
+      0x200002 + 0x4004,
+      0,
+      0xaabbccdd,
+      0xccdd0000,
+      0x02010201,
+      0x1003,
+      0xaabbccdd,
+      0x5a5a5a5a,
+    ]);
   });
 });
 

@@ -2243,6 +2243,14 @@ export class X86Cpu implements Cpu, CodeSource {
     let count = rep ? (a32 ? this.regs[1]! >>> 0 : this.regs[1]! & 0xffff) : 1;
     if (count === 0) return;
     let iterations = 0;
+    if (rep && a32 && step > 0 && (op === 0xa4 || op === 0xa5 || op === 0xaa || op === 0xab)) {
+      iterations = this.fastRepMoveStore(op <= 0xa5, size >> 3, srcSeg, count);
+      count -= iterations;
+      if (count === 0) {
+        this.instructions += iterations - 1;
+        return;
+      }
+    }
     const limit = rep ? REP_CHUNK : 1;
     while (count > 0 && iterations < limit) {
       const si = a32 ? this.regs[6]! : this.regs[6]! & 0xffff;
@@ -2317,6 +2325,53 @@ export class X86Cpu implements Cpu, CodeSource {
       this.eip = this.startEip;
       this.breakLoop = true;
     }
+  }
+
+  /**
+   * REP MOVS/STOS with 32-bit addresses and DF=0, a page at a time straight
+   * on RAM (memcpy/memset in kernels). Returns the iterations done (ECX,
+   * ESI, EDI updated); stops early at anything unusual (MMIO, an element
+   * crossing a page, overlapping moves) and leaves the rest to the generic loop.
+   */
+  private fastRepMoveStore(move: boolean, width: number, srcSeg: number, count: number): number {
+    const regs = this.regs;
+    const ram = this.ram;
+    let done = 0;
+    while (done < count && done < REP_CHUNK * 16) {
+      const dstLin = (this.segBase[0]! + regs[7]!) | 0;
+      let chunk = Math.min(count - done, Math.floor((4096 - (dstLin & 0xfff)) / width));
+      const srcLin = move ? (this.segBase[srcSeg]! + regs[6]!) | 0 : 0;
+      if (move) chunk = Math.min(chunk, Math.floor((4096 - (srcLin & 0xfff)) / width));
+      if (chunk <= 0) break;
+      const bytes = chunk * width;
+      const dst = this.tr(dstLin, true);
+      if (!this.isPlainRam(dst, bytes)) break;
+      if (move) {
+        const src = this.tr(srcLin, false);
+        if (!this.isPlainRam(src, bytes)) break;
+        if (dst > src && dst < src + bytes) break; // overlapping forward copy: element by element
+        ram.copyWithin(dst, src, src + bytes);
+        regs[6] = (regs[6]! + bytes) | 0;
+      } else if (width === 1) {
+        ram.fill(regs[0]! & 0xff, dst, dst + bytes);
+      } else {
+        const v = regs[0]!;
+        const view = this.view;
+        if (width === 2) for (let i = 0; i < bytes; i += 2) view.setUint16(dst + i, v, true);
+        else for (let i = 0; i < bytes; i += 4) view.setInt32(dst + i, v, true);
+      }
+      for (let block = dst >>> 8; block <= (dst + bytes - 1) >>> 8; block++) {
+        if (this.codeBlocks[block]) this.invalidateCodeBlock(block);
+      }
+      regs[7] = (regs[7]! + bytes) | 0;
+      done += chunk;
+      regs[1] = (count - done) | 0;
+    }
+    return done;
+  }
+
+  private isPlainRam(phys: number, bytes: number): boolean {
+    return phys + bytes <= this.fastEnd && (phys + bytes <= HOLE_START || phys >= HOLE_START + HOLE_SIZE);
   }
 
   private advance(reg: number, step: number, a32: boolean): void {
