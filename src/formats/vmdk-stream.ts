@@ -299,6 +299,7 @@ export async function checkStreamLayout(file: RandomAccessFile): Promise<CheckFi
 
   let pos = header.overHead * SECTOR;
   let lastLba = -1n;
+  const seen = new GrainsSeen(header.capacity, header.grainSize, () => lastLba);
   let sawGd = false;
   let footerAt = -1;
   let sawEos = false;
@@ -319,8 +320,11 @@ export async function checkStreamLayout(file: RandomAccessFile): Promise<CheckFi
         break;
       }
       if (sawGd) grainsAfterTables = true;
-      if (val === lastLba) noncanonical(`duplicate LBA ${val}`, pos);
-      else if (val < lastLba) noncanonical(`grains not in ascending LBA (${val} after ${lastLba})`, pos);
+      if (seen.add(val)) {
+        corrupt("VMDK_DUPLICATE_LBA", `duplicate LBA ${val}: two grains hold the same sectors`, pos);
+      } else if (val < lastLba) {
+        noncanonical(`grains not in ascending LBA (${val} after ${lastLba})`, pos);
+      }
       lastLba = val > lastLba ? val : lastLba;
       pos += Math.ceil((GRAIN_MARKER_BYTES + size) / SECTOR) * SECTOR;
       continue;
@@ -359,6 +363,35 @@ export async function checkStreamLayout(file: RandomAccessFile): Promise<CheckFi
   }
   if (!sawEos) noncanonical("end-of-stream marker missing", Math.max(0, Math.min(pos, file.size)));
   return findings;
+}
+
+/**
+ * Which grain LBAs a walk has met: one bit per grain, for disks of up to
+ * 2^27 grains (8 TiB of 64 KiB grains, a 16 MiB bitmap); beyond that only
+ * a repeat of the previous LBA is caught.
+ */
+class GrainsSeen {
+  private static readonly MAX_BITS = 2 ** 27;
+  private readonly bits: Uint8Array | undefined;
+
+  constructor(
+    capacity: number,
+    private readonly grainSize: number,
+    private readonly last: () => bigint,
+  ) {
+    const grains = Math.ceil(capacity / grainSize);
+    this.bits = grains <= GrainsSeen.MAX_BITS ? new Uint8Array(Math.ceil(grains / 8)) : undefined;
+  }
+
+  /** Records `lba`; true when it was met before. */
+  add(lba: bigint): boolean {
+    const grain = Number(lba / BigInt(this.grainSize));
+    if (!this.bits || grain >= this.bits.length * 8) return lba === this.last();
+    const mask = 1 << (grain & 7);
+    const before = (this.bits[grain >> 3]! & mask) !== 0;
+    this.bits[grain >> 3]! |= mask;
+    return before;
+  }
 }
 
 /** Throws VMDK_STREAM_NONCANONICAL with every reason when the file is not canonical (for callers that need a verdict). */
