@@ -235,17 +235,17 @@ describe.skipIf(noNasm)("paging", () => {
   mov eax, cr0
   or eax, 0x80000000
   mov cr0, eax
-  mov eax, [0x3f0000]
+  mov eax, [0x400000]
   out 0xec, eax                      ; 0xcafe through the mapping
   mov dword [0x400004], 0xbeef
   mov eax, [0x102000]
   out 0xec, eax                      ; PTE: present, rw, accessed, dirty = 0x200063
   mov dword [0x102000], 0x201003     ; remap to 0x201000 ...
   mov dword [0x201000], 0x5555
-  mov eax, [0x3f0000]
+  mov eax, [0x400000]
   out 0xec, eax                      ; ... still the old page until INVLPG
   invlpg [0x400000]
-  mov eax, [0x3f0000]
+  mov eax, [0x400000]
   out 0xec, eax                      ; 0x5555
   mov eax, cr0
   and eax, 0x7fffffff
