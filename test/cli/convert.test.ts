@@ -15,6 +15,7 @@ import { DRIVERS } from "../../src/formats/index.js";
 import { BIN, ovfkit } from "../helpers/cli.js";
 import { sha256File } from "../helpers/corpus.js";
 import { tempDir } from "../helpers/tmp.js";
+import { run, skipReason } from "../helpers/tools.js";
 
 const MIB = 1024 * 1024;
 const dir = tempDir();
@@ -112,6 +113,17 @@ describe("ovfkit convert", () => {
     expect(result.status).toBe(1);
     expect(result.stderr).toMatch(/^ovfkit: BAD_ARGUMENT: --threads must be/);
     expect(existsSync(join(dir, "threads.raw"))).toBe(false);
+  });
+
+  // `script` runs the command on a pseudo-terminal, as when a person types it.
+  it.skipIf(skipReason("script"))("draws the progress bar by itself when stderr is a terminal", () => {
+    const dest = join(dir, "tty.raw");
+    const line = [process.execPath, BIN, "convert", "-O", "raw", source, dest].map((a) => `'${a}'`).join(" ");
+    const result = run("script", ["-qec", line, "/dev/null"]);
+    expect(result.status).toBe(0);
+    expect(result.stdout).toContain("convert [");
+    expect(result.stdout).toContain("100%");
+    expect(existsSync(dest)).toBe(true);
   });
 
   it("-p draws the progress bar on stderr even when it is not a terminal; stdout stays clean", () => {
