@@ -15,13 +15,14 @@ import {
 import { ovaSuite } from "./ova.js";
 import { ovfSuite } from "./ovf.js";
 import { vhdxSuite } from "./vhdx.js";
+import { vmdkSuite } from "./vmdk.js";
 
 /**
  * `npm run bench [-- --only NAME[,NAME...]] [--repeat N]`: every benchmark
  * suite, ovfkit against its peers in the same run. To add a suite: write
  * bench/<area>.ts exporting a `BenchSuite`, import it here and add it to SUITES.
  */
-const SUITES: BenchSuite[] = [diskSuite, vhdxSuite, ovaSuite, ovfSuite];
+const SUITES: BenchSuite[] = [diskSuite, vmdkSuite, vhdxSuite, ovaSuite, ovfSuite];
 
 const { values } = parseArgs({
   options: {
