@@ -5,7 +5,7 @@ import { deflateSync, inflateRawSync, inflateSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { DeflatePool } from "../../src/formats/deflate-pool.js";
 import { checkDisk, compareDisks, convert, openDisk } from "../../src/formats/index.js";
-import { GrainInflater } from "../../src/formats/vmdk-sparse.js";
+import { GrainInflater, inflateGrainSync } from "../../src/formats/vmdk-sparse.js";
 import { tempDir } from "../helpers/tmp.js";
 
 /**
@@ -258,5 +258,19 @@ describe("GrainInflater", () => {
     // still usable after errors
     expect(inflater.inflateInto(good, out, "f", 0)).toBe(65536);
     expect(out.equals(grain)).toBe(true);
+  });
+
+  it("the fallback inflater (zlib-sync, else node:zlib) gives the same results and errors", () => {
+    const grain = Buffer.from("xyz".repeat(30000)).subarray(0, 65536);
+    expect(inflateGrainSync(deflateSync(grain), 65536, "f", 0).equals(grain)).toBe(true);
+    expect(() => inflateGrainSync(Buffer.from("garbage!"), 65536, "f", 7)).toThrow(
+      expect.objectContaining({ code: "VMDK_ZLIB_ERROR", offset: 7 }),
+    );
+    expect(() => inflateGrainSync(deflateSync(grain).subarray(0, 40), 65536, "f", 8)).toThrow(
+      expect.objectContaining({ code: "VMDK_ZLIB_ERROR", offset: 8 }),
+    );
+    expect(() => inflateGrainSync(deflateSync(Buffer.alloc(70000, 1)), 65536, "f", 9)).toThrow(
+      expect.objectContaining({ code: "VMDK_ZLIB_ERROR", offset: 9 }),
+    );
   });
 });
