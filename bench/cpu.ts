@@ -242,6 +242,13 @@ function pairs(op: string): number {
       r[a] = (mid << 16) | (lowLow & 0xffff) | 0;
       r[a + 1] =
         (Math.imul(ahi, blo) + Math.imul(alo, bhi) + Math.imul(a1, b1) + Math.floor(mid / 0x10000)) | 0;
+    } else if (op === "mixed") {
+      // What an interpreter does most: a 32-bit ALU op on a register with a
+      // value from memory, then the result as a Number for the lazy flags.
+      const lo = ((alo >>> 0) + n) >>> 0;
+      r[a] = lo;
+      r[a + 1] = 0;
+      acc += lo & 1;
     } else {
       acc += ahi < bhi || (ahi === bhi && alo >>> 0 < blo >>> 0) ? 1 : 0;
     }
@@ -259,7 +266,11 @@ function bigints(op: string): number {
     if (op === "add") r[a] = BigInt.asUintN(64, r[a]! + r[b]!);
     else if (op === "shl") r[a] = BigInt.asUintN(64, r[a]! << BigInt(n & 31));
     else if (op === "mul") r[a] = BigInt.asUintN(64, r[a]! * r[b]!);
-    else acc += r[a]! < r[b]! ? 1 : 0;
+    else if (op === "mixed") {
+      const lo = Number(BigInt.asUintN(32, r[a]! + BigInt(n)));
+      r[a] = BigInt(lo);
+      acc += lo & 1;
+    } else acc += r[a]! < r[b]! ? 1 : 0;
   }
   return acc + Number(r[0]! & 1n);
 }
@@ -274,14 +285,18 @@ function bigUint64Array(op: string): number {
     if (op === "add") r[a] = r[a]! + r[b]!;
     else if (op === "shl") r[a] = r[a]! << BigInt(n & 31);
     else if (op === "mul") r[a] = r[a]! * r[b]!;
-    else acc += r[a]! < r[b]! ? 1 : 0;
+    else if (op === "mixed") {
+      const lo = Number(BigInt.asUintN(32, r[a]! + BigInt(n)));
+      r[a] = BigInt(lo);
+      acc += lo & 1;
+    } else acc += r[a]! < r[b]! ? 1 : 0;
   }
   return acc + Number(r[0]! & 1n);
 }
 
 export function benchRepresentations(): ReprResult[] {
   const results: ReprResult[] = [];
-  for (const operation of ["add", "shl", "mul", "compare"]) {
+  for (const operation of ["add", "shl", "mul", "compare", "mixed"]) {
     results.push({
       representation: "int32 pairs",
       operation,
