@@ -115,3 +115,24 @@ describe("target profiles accept good packages", () => {
     expect(() => resolveProfile("hyperv")).toThrow(expect.objectContaining({ code: "OVF_UNKNOWN_PROFILE" }));
   });
 });
+
+describe("layer 5 inside an .ova", () => {
+  it.skipIf(!hasTool("xmllint") || !hasTool("tar"))(
+    `xmllint judges the descriptor read from the tar (on stdin) ${skipReason("xmllint")}`,
+    async () => {
+      const dir = tempDir();
+      copyFileSync(join(NEGATIVE, "OVF-XSD-001/case.ovf"), join(dir, "app.ovf"));
+      execFileSync("tar", ["--format=ustar", "-cf", "bad.ova", "app.ovf"], { cwd: dir });
+      writeFileSync(join(dir, "app.ovf"), BASE);
+      execFileSync("tar", ["--format=ustar", "-cf", "good.ova", "app.ovf"], { cwd: dir });
+      const report = await validateOvf([join(dir, "bad.ova"), join(dir, "good.ova")], { strictXsd: true });
+      const [bad, good] = report.files;
+      expect(bad!.layers).toContain(5);
+      expect(good!.layers).toContain(5);
+      const xsd = bad!.findings.find((f) => f.ruleId === "OVF-XSD-001");
+      expect(xsd).toMatchObject({ file: join(dir, "bad.ova/app.ovf"), line: 38 });
+      expect(xsd!.xpath).toMatch(/rasd:InstanceID\[1\]$/);
+      expect(good!.findings.filter((f) => f.layer === 5)).toEqual([]);
+    },
+  );
+});
