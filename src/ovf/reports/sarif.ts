@@ -1,3 +1,4 @@
+import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import type { RuleDefinition, Severity } from "../rules/types.js";
 import type { ValidationReport } from "../validate.js";
@@ -25,10 +26,18 @@ export function formatSarif(
   const used = new Set(report.files.flatMap((f) => f.findings.map((x) => x.ruleId)));
   const driverRules = rules.filter((r) => used.has(r.id));
   const indexOf = new Map(driverRules.map((r, i) => [r.id, i]));
+  /** Inside baseDir: a relative URI; anywhere else (or "../" paths): an absolute file: URI. */
   const uri = (file: string): string => {
-    if (options.baseDir && file.startsWith(`${options.baseDir}/`))
-      return encodeURI(file.slice(options.baseDir.length + 1));
-    return file.startsWith("/") ? pathToFileURL(file).href : encodeURI(file);
+    const absolute = resolve(file);
+    if (options.baseDir && absolute.startsWith(`${resolve(options.baseDir)}/`)) {
+      return encodeURI(absolute.slice(resolve(options.baseDir).length + 1));
+    }
+    return pathToFileURL(absolute).href;
+  };
+  // relative URIs resolve against SRCROOT (the folder ovfkit ran in), as code-scanning uploads expect
+  const artifact = (file: string): { uri: string; uriBaseId?: string } => {
+    const u = uri(file);
+    return options.baseDir && !u.startsWith("file:") ? { uri: u, uriBaseId: "SRCROOT" } : { uri: u };
   };
   const results = report.files.flatMap((file) =>
     file.findings.map((finding) => ({
@@ -39,7 +48,7 @@ export function formatSarif(
       locations: [
         {
           physicalLocation: {
-            artifactLocation: { uri: uri(finding.file) },
+            artifactLocation: artifact(finding.file),
             ...(finding.line > 0
               ? { region: { startLine: finding.line, startColumn: Math.max(1, finding.column) } }
               : {}),
