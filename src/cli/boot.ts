@@ -12,6 +12,7 @@ interface BootArgs {
   memory: number;
   output: BootOutput;
   console?: string;
+  apic: boolean;
   f?: string;
 }
 
@@ -97,6 +98,7 @@ export const bootCommand: CommandModule<object, BootArgs> = {
           describe: "human: live console and a summary; json/junit: a report on stdout",
         },
         console: { type: "string", describe: "write the whole serial console to this file" },
+        apic: { type: "boolean", default: false, describe: "add a local APIC, an I/O APIC and an MP table" },
         f: { alias: "format", type: "string", describe: "disk format; detected if omitted" },
       })
       .example("$0 boot disk.vmdk --expect 'login:' --timeout 60", "pass when the login prompt appears")
@@ -121,6 +123,7 @@ export const bootCommand: CommandModule<object, BootArgs> = {
             memoryMiB: args.memory,
             format: args.f,
             consoleFile: args.console,
+            apic: args.apic,
             onConsole: live ? (chunk) => process.stdout.write(chunk) : undefined,
             signal: controller.signal,
           });

@@ -48,6 +48,8 @@ export interface BootTestOptions {
   consoleFile?: string;
   /** Virtual nanoseconds per instruction (default 1). */
   nsPerInstruction?: number;
+  /** Add a local APIC, an I/O APIC and an MP table (default: the 8259 pair only). */
+  apic?: boolean;
   signal?: AbortSignal;
 }
 
@@ -233,6 +235,7 @@ export async function bootTest(target: string, options: BootTestOptions = {}): P
       disk: reader,
       createCpu: (host) => new X86Cpu(host),
       nsPerInstruction: options.nsPerInstruction,
+      apic: options.apic,
       onSerial: (byte) => {
         pending.push(byte);
         if (byte === 0x0a || pending.length >= 4096) flush();

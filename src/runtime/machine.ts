@@ -2,10 +2,13 @@ import type { DiskReader, DiskWriterHandle } from "../formats/disk.js";
 import { Bios } from "./bios/bios.js";
 import type { BiosMachine } from "./bios/context.js";
 import { ROM_BASE, ROM_SIZE } from "./bios/layout.js";
-import { IoBus, MemoryBus, type MmioHandler } from "./bus.js";
+import { type InterruptController, IoBus, type IrqLine, MemoryBus, type MmioHandler } from "./bus.js";
 import type { Cpu, CpuHost, StopReason } from "./cpu/api.js";
+import { LAPIC_SIZE, LocalApic } from "./devices/apic.js";
+import { IOAPIC_BASE, LAPIC_BASE } from "./devices/apic-constants.js";
 import { type TimedDevice, VirtualClock } from "./devices/clock.js";
 import { I8042 } from "./devices/i8042.js";
+import { IOAPIC_SIZE, IoApic } from "./devices/ioapic.js";
 import { PciBus } from "./devices/pci.js";
 import { PicPair } from "./devices/pic.js";
 import { Pit8254 } from "./devices/pit.js";
@@ -45,6 +48,11 @@ export interface MachineOptions {
   epochMs?: number;
   /** Every byte the guest sends to COM1, as it is sent. */
   onSerial?: (byte: number) => void;
+  /**
+   * Adds a local APIC, an I/O APIC and an MP table (default off: the guest
+   * runs on the 8259 pair). The CPU then reports APIC in CPUID.
+   */
+  apic?: boolean;
 }
 
 export type MachineStopKind =
@@ -122,8 +130,10 @@ export class Machine implements CpuHost, BiosMachine {
   readonly io = new IoBus();
   readonly ramSize: number;
   readonly clock: VirtualClock;
-  readonly interrupts: PicPair;
+  readonly interrupts: InterruptController;
   readonly pic: PicPair;
+  readonly lapic: LocalApic | undefined;
+  readonly ioapic: IoApic | undefined;
   readonly pit: Pit8254;
   readonly rtc: Rtc;
   readonly uart: Uart16550;
@@ -134,8 +144,9 @@ export class Machine implements CpuHost, BiosMachine {
   readonly bios: Bios;
   readonly cpu: Cpu;
   readonly disk: DiskWriterHandle | undefined;
-  /** No local APIC yet: the CPU reports none in CPUID. */
-  readonly hasLocalApic = false;
+  /** With `apic`, the CPU reports a local APIC in CPUID. */
+  readonly hasLocalApic: boolean;
+  readonly apicEnabled: boolean;
   readonly serial = new Transcript();
   readonly screen = new Transcript();
   private readonly timed: TimedDevice[];
@@ -155,20 +166,30 @@ export class Machine implements CpuHost, BiosMachine {
     // The CPU is created last, but the clock reads it lazily.
     this.clock = new VirtualClock(() => this.cpu.instructions, options.nsPerInstruction ?? 1);
     this.pic = new PicPair();
-    this.interrupts = this.pic;
     this.pic.register(this.io);
-    this.pit = new Pit8254(this.clock, this.pic.line(0));
+    this.apicEnabled = options.apic ?? false;
+    this.hasLocalApic = this.apicEnabled;
+    if (this.apicEnabled) {
+      this.lapic = new LocalApic(this.clock, this.pic);
+      this.ioapic = new IoApic(this.lapic);
+      this.memory.mapMmio(LAPIC_BASE, LAPIC_SIZE, this.lapic);
+      this.memory.mapMmio(IOAPIC_BASE, IOAPIC_SIZE, this.ioapic);
+      this.interrupts = this.lapic;
+    } else {
+      this.interrupts = this.pic;
+    }
+    this.pit = new Pit8254(this.clock, this.isaLine(0));
     this.pit.register(this.io);
-    this.rtc = new Rtc(this.clock, this.pic.line(8), { ramSize: this.ramSize, epochMs: options.epochMs });
+    this.rtc = new Rtc(this.clock, this.isaLine(8), { ramSize: this.ramSize, epochMs: options.epochMs });
     this.rtc.register(this.io);
-    this.uart = new Uart16550(0x3f8, this.pic.line(4), (byte) => this.serialOut(byte));
+    this.uart = new Uart16550(0x3f8, this.isaLine(4), (byte) => this.serialOut(byte));
     this.uart.register(this.io);
     const hooks = {
       getA20: () => this.cpu.a20,
       setA20: (enabled: boolean) => this.setA20(enabled),
       reset: (why: string) => this.requestReset(why),
     };
-    this.i8042 = new I8042(this.pic.line(1), this.pic.line(12), hooks);
+    this.i8042 = new I8042(this.isaLine(1), this.isaLine(12), hooks);
     this.i8042.register(this.io);
     this.systemPorts = new SystemPorts(hooks);
     this.systemPorts.register(this.io);
@@ -176,7 +197,7 @@ export class Machine implements CpuHost, BiosMachine {
     this.pci.register(this.io);
     this.vga = new VgaText(this.memory);
     this.vga.register(this.io);
-    this.timed = [this.pit, this.rtc];
+    this.timed = this.lapic ? [this.pit, this.rtc, this.lapic] : [this.pit, this.rtc];
     this.bios = new Bios(this);
     this.cpu = options.createCpu(this);
     this.powerOn();
@@ -186,6 +207,27 @@ export class Machine implements CpuHost, BiosMachine {
   private powerOn(): void {
     this.cpu.reset();
     this.bios.install();
+  }
+
+  /**
+   * ISA IRQ `irq` as devices drive it: to the 8259 pair and, with APICs, to
+   * the I/O APIC pin the MP table names (IRQ 0 on pin 2, others 1:1).
+   */
+  isaLine(irq: number): IrqLine {
+    const pic = this.pic.line(irq);
+    const ioapic = this.ioapic;
+    if (!ioapic) return pic;
+    const pin = irq === 0 ? 2 : irq;
+    return {
+      raise: () => {
+        pic.raise();
+        ioapic.setLevel(pin, true);
+      },
+      lower: () => {
+        pic.lower();
+        ioapic.setLevel(pin, false);
+      },
+    };
   }
 
   hypercall(service: number, cpu: Cpu): void | Promise<void> {

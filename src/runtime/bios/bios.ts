@@ -38,6 +38,7 @@ import {
   STUB_OFFSET,
   STUB_SIZE,
 } from "./layout.js";
+import { buildMpTable, MP_FLOATING_POINTER_OFFSET } from "./mptable.js";
 import { CONFIG_TABLE, SystemServices } from "./system.js";
 import { TimeServices } from "./time.js";
 import { VideoServices } from "./video.js";
@@ -122,6 +123,8 @@ export class Bios {
     }
     rom.set([...HYPERCALL, HC_POST, CLI, HLT, JMP_SHORT, 0xfc], POST_OFFSET);
     rom.set(CONFIG_TABLE, CONFIG_TABLE_OFFSET);
+    if (this.machine.apicEnabled)
+      rom.set(buildMpTable(ROM_BASE + MP_FLOATING_POINTER_OFFSET), MP_FLOATING_POINTER_OFFSET);
     // Reset vector: JMP FAR F000:E05B.
     rom.set(
       [0xea, POST_OFFSET & 0xff, POST_OFFSET >> 8, ROM_SEGMENT & 0xff, ROM_SEGMENT >> 8],

@@ -17,6 +17,8 @@ export interface BiosMachine {
   readonly vga: VgaText;
   readonly pci: PciBus;
   readonly rtc: Rtc;
+  /** Local APIC and I/O APIC present: the BIOS publishes an MP table and reserves their pages. */
+  readonly apicEnabled: boolean;
   getA20(): boolean;
   setA20(enabled: boolean): void;
   /** A character the BIOS put on the screen (int 10h), for the screen transcript. */

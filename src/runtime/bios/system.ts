@@ -1,4 +1,5 @@
 import { Reg, Seg } from "../cpu/api.js";
+import { IOAPIC_BASE, LAPIC_BASE } from "../devices/apic-constants.js";
 import { AL, type BiosCall, type BiosMachine, STATUS_UNSUPPORTED } from "./context.js";
 import {
   BDA_EQUIPMENT,
@@ -31,13 +32,17 @@ export interface E820Entry {
 }
 
 /** The PC memory map: low RAM below the EBDA, reserved EBDA/ROM, RAM from 1 MiB. */
-export function e820Map(ramSize: number): E820Entry[] {
+export function e820Map(ramSize: number, apic = false): E820Entry[] {
   const entries: E820Entry[] = [
     { base: 0, length: EBDA_BASE, type: E820_RAM },
     { base: EBDA_BASE, length: 0xa0000 - EBDA_BASE, type: E820_RESERVED },
     { base: ROM_BASE, length: ROM_SIZE, type: E820_RESERVED },
   ];
   if (ramSize > 0x100000) entries.push({ base: 0x100000, length: ramSize - 0x100000, type: E820_RAM });
+  if (apic) {
+    entries.push({ base: IOAPIC_BASE, length: 0x1000, type: E820_RESERVED });
+    entries.push({ base: LAPIC_BASE, length: 0x1000, type: E820_RESERVED });
+  }
   return entries;
 }
 
@@ -115,7 +120,7 @@ export class SystemServices {
   }
 
   private e820(call: BiosCall): void {
-    const entries = e820Map(this.machine.ramSize);
+    const entries = e820Map(this.machine.ramSize, this.machine.apicEnabled);
     const index = call.get32(Reg.BX);
     const entry = entries[index];
     if (!entry || call.get32(Reg.CX) < E820_ENTRY_SIZE) {
