@@ -1051,17 +1051,29 @@ export async function writeQcow2(
     };
 
     for await (const chunk of dataChunks(source, { skipZeroChunks: true, signal: ctx.signal })) {
+      // Consecutive stored clusters usually get consecutive host clusters: write each such run
+      // of the chunk with one call instead of one call per cluster.
+      let run: { host: number; start: number; end: number } | undefined;
+      const flushRun = async () => {
+        if (run) await out.writeAt(run.host, chunk.data.subarray(run.start, run.end));
+        run = undefined;
+      };
       for (let done = 0; done < chunk.data.length; ) {
         const pos = chunk.offset + done;
         const guestCluster = Math.floor(pos / cs);
         const n = Math.min(chunk.data.length - done, (guestCluster + 1) * cs - pos);
-        const piece = chunk.data.subarray(done, done + n);
         // an all-zero piece of a cluster not yet stored stays unallocated (reads as zeros)
-        if (current?.guestCluster === guestCluster || !isAllZero(piece)) {
-          await out.writeAt((await hostCluster(guestCluster)) + (pos % cs), piece);
+        if (current?.guestCluster === guestCluster || !isAllZero(chunk.data.subarray(done, done + n))) {
+          const host = (await hostCluster(guestCluster)) + (pos % cs);
+          if (run && run.end === done && run.host + (run.end - run.start) === host) run.end = done + n;
+          else {
+            await flushRun();
+            run = { host, start: done, end: done + n };
+          }
         }
         done += n;
       }
+      await flushRun(); // before the chunk's buffer is reused
       ctx.progress?.(chunk.offset + chunk.data.length, source.virtualSize);
     }
     await flushL2();
