@@ -1,4 +1,4 @@
-import type { DiskReader, DiskWriterHandle } from "../formats/disk.js";
+import type { DiskReader } from "../formats/disk.js";
 import { Bios } from "./bios/bios.js";
 import type { BiosMachine } from "./bios/context.js";
 import { ROM_BASE, ROM_SIZE } from "./bios/layout.js";
@@ -143,7 +143,8 @@ export class Machine implements CpuHost, BiosMachine {
   readonly vga: VgaText;
   readonly bios: Bios;
   readonly cpu: Cpu;
-  readonly disk: DiskWriterHandle | undefined;
+  /** The boot disk behind its copy-on-write overlay. */
+  readonly disk: CowOverlay | undefined;
   /** With `apic`, the CPU reports a local APIC in CPUID. */
   readonly hasLocalApic: boolean;
   readonly apicEnabled: boolean;

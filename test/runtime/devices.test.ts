@@ -238,6 +238,31 @@ describe("MC146818 RTC/CMOS", () => {
     expect(read(0x0d)).toBe(0x80);
   });
 
+  it("keeps the time the guest sets (SET bit) and ticks on from it; alarm writes leave the clock alone", () => {
+    const { clock, set } = manualClock();
+    const io = new IoBus();
+    const rtc = new Rtc(clock, countingLine(), { ramSize: 1 << 20, epochMs: Date.UTC(2024, 0, 1, 10, 0, 0) });
+    rtc.register(io);
+    const read = (index: number) => {
+      io.write(0x70, 1, index);
+      return io.read(0x71, 1);
+    };
+    const write = (index: number, value: number) => {
+      io.write(0x70, 1, index);
+      io.write(0x71, 1, value);
+    };
+    write(0x0b, 0x82); // SET, 24 h, BCD
+    write(0x04, 0x15); // 15:xx
+    write(0x0b, 0x02);
+    expect(read(0x04)).toBe(0x15);
+    write(0x01, 0x30); // seconds alarm
+    set(61e9);
+    expect(read(0x04)).toBe(0x15);
+    expect(read(0x02)).toBe(0x01);
+    expect(read(0x00)).toBe(0x01);
+    expect(rtc.now().toISOString()).toBe("2024-01-01T15:01:01.000Z");
+  });
+
   it("reports memory sizes and the boot order in CMOS", () => {
     const { clock } = manualClock();
     const io = new IoBus();

@@ -202,7 +202,7 @@ export class Bios {
     }
     switch (service) {
       case HC_POST:
-        return this.boot(cpu, "power-on");
+        return this.boot(cpu);
       case 0x10:
         this.video.handle(call);
         return;
@@ -233,7 +233,7 @@ export class Bios {
         this.machine.bootFailure("the boot code called int 18h (boot failure)");
         return;
       case 0x19:
-        return this.boot(cpu, "int 19h");
+        return this.boot(cpu);
       case 0x1a:
         this.time.handle(call);
         return;
@@ -324,7 +324,7 @@ export class Bios {
    * Loads the boot disk's first sector at 0000:7C00 and jumps to it with
    * DL = 80h, as a BIOS does at the end of POST (and for int 19h).
    */
-  async boot(cpu: Cpu, _why: "power-on" | "int 19h"): Promise<void> {
+  async boot(cpu: Cpu): Promise<void> {
     const disk = this.machine.disk;
     if (!disk || disk.virtualSize < SECTOR_SIZE) {
       this.machine.bootFailure(disk ? "the boot disk is smaller than one sector" : "no boot disk");

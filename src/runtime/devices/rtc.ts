@@ -53,6 +53,18 @@ const REG_C_PF = 0x40;
 const REG_C_AF = 0x20;
 const REG_C_UF = 0x10;
 
+/** The clock fields (the alarm registers between them are plain storage). */
+const TIME_REGISTERS: readonly number[] = [
+  CMOS_SECONDS,
+  CMOS_MINUTES,
+  CMOS_HOURS,
+  CMOS_DAY_OF_WEEK,
+  CMOS_DAY,
+  CMOS_MONTH,
+  CMOS_YEAR,
+  CMOS_CENTURY,
+];
+
 /** Update cycle: UIP is high during the 244 µs before each second rolls over. */
 const UIP_NS = 244_000;
 const NS_PER_SECOND = 1e9;
@@ -226,9 +238,14 @@ export class Rtc implements PortHandler, TimedDevice {
       case CMOS_REG_C:
       case CMOS_REG_D:
         return; // read-only
-      default:
+      default: {
+        const isTime = TIME_REGISTERS.includes(this.index);
+        const running = !(this.cmos[CMOS_REG_B]! & REG_B_SET);
+        // Setting one field of a running clock keeps the others current.
+        if (isTime && running) this.refreshTime(now);
         this.cmos[this.index] = value;
-        if (this.index <= CMOS_YEAR && !(this.cmos[CMOS_REG_B]! & REG_B_SET)) this.adoptGuestTime(now);
+        if (isTime && running) this.adoptGuestTime(now);
+      }
     }
   }
 
