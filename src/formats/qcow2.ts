@@ -574,26 +574,35 @@ class Qcow2Reader implements DiskReader {
   async read(offset: number, length: number, into?: Buffer): Promise<Buffer> {
     checkReadRange(this.path, this.virtualSize, offset, length);
     const out = into ? into.subarray(0, length) : Buffer.allocUnsafe(length);
+    // Data clusters that follow each other in the file are read with one call (qemu-img
+    // writes them in order, so a 1 MiB read is usually one read, not sixteen).
+    let pending: { host: number; start: number; end: number } | undefined;
+    const flush = async () => {
+      if (pending) {
+        const { host, start, end } = pending;
+        await this.layout.file.readExact(host, end - start, "qcow2 data cluster", out.subarray(start, end));
+      }
+      pending = undefined;
+    };
     for (let done = 0; done < length; ) {
       const pos = offset + done;
       const { piece, length: run } = await this.resolve(pos);
       const n = Math.min(run, length - done);
       const target = out.subarray(done, done + n);
-      switch (piece.kind) {
-        case "data":
-          await this.layout.file.readExact(piece.host, n, "qcow2 data cluster", target);
-          break;
-        case "compressed":
-          (await this.inflate(piece)).copy(target, 0, pos - piece.clusterStart, pos - piece.clusterStart + n);
-          break;
-        case "zero":
-          target.fill(0);
-          break;
-        case "unallocated":
-          await this.readBacking(pos, target);
-      }
+      if (piece.kind === "data") {
+        if (pending && pending.end === done && pending.host + (pending.end - pending.start) === piece.host)
+          pending.end += n;
+        else {
+          await flush();
+          pending = { host: piece.host, start: done, end: done + n };
+        }
+      } else if (piece.kind === "compressed") {
+        (await this.inflate(piece)).copy(target, 0, pos - piece.clusterStart, pos - piece.clusterStart + n);
+      } else if (piece.kind === "zero") target.fill(0);
+      else await this.readBacking(pos, target);
       done += n;
     }
+    await flush();
     return out;
   }
 
