@@ -12,7 +12,7 @@ export function serializeOvf(envelope: OvfEnvelope): string {
   const declaration = envelope.document.declaration?.map((a) =>
     a.name === "encoding" && !/^utf-?8$/i.test(a.value) ? { name: a.name, value: "UTF-8" } : a,
   );
-  return serializeXml({ declaration: declaration ?? null, children: envelope.document.children });
+  return serializeXml({ ...envelope.document, declaration: declaration ?? null });
 }
 
 /** Serialises to UTF-8 bytes. */

@@ -36,6 +36,12 @@ export type XmlNode = XmlElement | XmlText | XmlComment | XmlCData | XmlProcessi
 export interface XmlText {
   type: "text";
   value: string;
+  /**
+   * The text as written in the source (entity references intact). The
+   * writer reuses it only while it still decodes to `value`, so an edit of
+   * `value` is never lost.
+   */
+  raw?: string;
 }
 export interface XmlComment {
   type: "comment";
@@ -242,6 +248,8 @@ export interface XmlDocument {
   source: string;
   /** Offset → line:column over `source`. */
   lines: LineIndex;
+  /** The source used CR LF line ends (read as LF, written back as CR LF). */
+  crlf?: boolean;
 }
 
 export interface XmlLimits {
@@ -465,6 +473,7 @@ export function parseXml(
   const limits = { ...DEFAULT_XML_LIMITS, ...options.limits };
   const file = options.file;
   // XML 1.0 §2.11: every CRLF / lone CR is read as LF (line numbers are unchanged)
+  const crlf = source.includes("\r\n");
   if (source.includes("\r")) source = source.replace(/\r\n?/g, "\n");
   const problem = checkXmlSyntax(source, limits);
   if (problem) {
@@ -515,7 +524,8 @@ export function parseXml(
       const meta = (node as Record<symbol, { startIndex?: number; endIndex?: number } | undefined>)[METADATA];
       const start = meta?.startIndex ?? 0;
       if (key === "#text") {
-        out.push({ type: "text", value: decodeEntities(String(content), entityAt(String(content)), file) });
+        const raw = String(content);
+        out.push({ type: "text", value: decodeEntities(raw, entityAt(raw), file), raw });
       } else if (key === "#comment") {
         out.push({ type: "comment", value: textOf(content) });
       } else if (key === "#cdata") {
@@ -567,7 +577,7 @@ export function parseXml(
     root,
     ...topLevelNodes(source.slice(epilogStart), lines, epilogStart, file),
   ];
-  return { declaration, children, root, source, lines };
+  return { declaration, children, root, source, lines, crlf };
 }
 
 const TOP_LEVEL = /<\?xml\s[\s\S]*?\?>|<!--([\s\S]*?)-->|<\?([^\s?]+)([\s\S]*?)\?>|(\s+)/y;
@@ -629,21 +639,40 @@ export function attributePosition(doc: XmlDocument, element: XmlElement, name: s
   return element.position;
 }
 
-/** Serialises a tree back to text: what was parsed comes back with the same infoset. */
-export function serializeXml(doc: Pick<XmlDocument, "declaration" | "children">): string {
+/**
+ * Serialises a tree back to text: what was parsed comes back with the same
+ * infoset, and, where nothing changed, with the same bytes. Every reuse of
+ * source text is checked against the current tree when writing (a start
+ * tag is copied only while its attributes still read back as the element's
+ * attributes; a text only while it still decodes to the node's value), so
+ * an edit made by any means shows up and the rest keeps its spelling
+ * (quotes, `&quot;`, spaces before `/>`, line breaks between attributes).
+ */
+export function serializeXml(
+  doc: Pick<XmlDocument, "declaration" | "children"> & Partial<XmlDocument>,
+): string {
+  const source = doc.source ?? "";
   const parts: string[] = [];
   if (doc.declaration) {
-    parts.push(`<?xml${doc.declaration.map((a) => ` ${a.name}="${escapeAttribute(a.value)}"`).join("")}?>`);
-    // a declaration is always followed by the original newline text node when there was one
+    const raw = /^<\?xml\s[^>]*\?>/.exec(source)?.[0];
+    const same = raw !== undefined && sameAttributes(pseudoAttributes(raw), doc.declaration);
+    parts.push(
+      same
+        ? raw
+        : `<?xml${doc.declaration.map((a) => ` ${a.name}="${escapeAttribute(a.value)}"`).join("")}?>`,
+    );
   }
-  for (const node of doc.children) writeNode(node, parts);
-  return parts.join("");
+  for (const node of doc.children) writeNode(node, parts, source);
+  const text = parts.join("");
+  return doc.crlf ? text.replace(/\r?\n/g, "\r\n") : text;
 }
 
-function writeNode(node: XmlNode, parts: string[]): void {
+function writeNode(node: XmlNode, parts: string[], source: string): void {
   switch (node.type) {
     case "text":
-      parts.push(escapeText(node.value));
+      parts.push(
+        node.raw !== undefined && rawTextMatches(node.raw, node.value) ? node.raw : escapeText(node.value),
+      );
       return;
     case "comment":
       parts.push(`<!--${node.value}-->`);
@@ -657,18 +686,76 @@ function writeNode(node: XmlNode, parts: string[]): void {
       );
       return;
     case "element": {
-      parts.push(`<${node.name}`);
-      for (const a of node.attributes) parts.push(` ${a.name}="${escapeAttribute(a.value)}"`);
-      if (node.children.length === 0 && node.selfClosing) {
-        parts.push("/>");
-        return;
+      const raw = rawStartTag(node, source);
+      if (raw && (!raw.endsWith("/>") || node.children.length === 0)) {
+        parts.push(raw);
+        if (raw.endsWith("/>")) return;
+      } else {
+        parts.push(`<${node.name}`);
+        for (const a of node.attributes) parts.push(` ${a.name}="${escapeAttribute(a.value)}"`);
+        if (node.children.length === 0 && node.selfClosing) {
+          parts.push("/>");
+          return;
+        }
+        parts.push(">");
       }
-      parts.push(">");
-      for (const child of node.children) writeNode(child, parts);
+      for (const child of node.children) writeNode(child, parts, source);
       parts.push(`</${node.name}>`);
       return;
     }
   }
+}
+
+function rawTextMatches(raw: string, value: string): boolean {
+  if (raw === value) return !/[&<]/.test(raw) && !raw.includes("]]>");
+  try {
+    return decodeEntities(raw, () => ({ offset: 0, line: 0, column: 0 })) === value;
+  } catch {
+    return false;
+  }
+}
+
+const RAW_ATTRIBUTE = /\s([^\s=/>]+)\s*=\s*(?:"([^"]*)"|'([^']*)')/g;
+
+/** Attributes as a start tag or declaration spells them, decoded the way the parser decodes them. */
+function pseudoAttributes(tag: string): XmlAttribute[] {
+  const out: XmlAttribute[] = [];
+  for (const m of tag.matchAll(RAW_ATTRIBUTE)) {
+    const value = (m[2] ?? m[3] ?? "").replace(/[\t\n]/g, " ");
+    try {
+      out.push({ name: m[1]!, value: decodeEntities(value, () => ({ offset: 0, line: 0, column: 0 })) });
+    } catch {
+      return [];
+    }
+  }
+  return out;
+}
+
+function sameAttributes(a: readonly XmlAttribute[], b: readonly XmlAttribute[]): boolean {
+  return a.length === b.length && a.every((x, i) => x.name === b[i]!.name && x.value === b[i]!.value);
+}
+
+/** The element's start tag in the source, if it is still exactly what the element holds. */
+function rawStartTag(element: XmlElement, source: string): string | undefined {
+  const start = element.position.offset;
+  if (!source.startsWith(`<${element.name}`, start)) return undefined;
+  const after = source.charCodeAt(start + element.name.length + 1);
+  // the next character must end the name (`<Item ` or `<Item>`), not continue it (`<ItemX`)
+  if (!(after === 0x20 || after === 0x09 || after === 0x0a || after === 0x3e || after === 0x2f))
+    return undefined;
+  let quote = 0;
+  for (let i = start + element.name.length + 1; i < source.length; i++) {
+    const c = source.charCodeAt(i);
+    if (quote) {
+      if (c === quote) quote = 0;
+    } else if (c === 0x22 || c === 0x27) {
+      quote = c;
+    } else if (c === 0x3e) {
+      const tag = source.slice(start, i + 1);
+      return sameAttributes(pseudoAttributes(tag), element.attributes) ? tag : undefined;
+    }
+  }
+  return undefined;
 }
 
 /** The XML infoset as plain data, for comparing two documents (namespace declarations included, as attributes). */
