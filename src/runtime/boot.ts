@@ -32,7 +32,7 @@ export type BootVerdict =
   | "cancelled";
 
 export interface BootTestOptions {
-  /** Text that means success; when omitted, a clean halt or reset ends the run successfully. */
+  /** Text that means success; when omitted, a guest reset (reboot or power-off) ends the run successfully. */
   expect?: string;
   /** Virtual seconds before the verdict is `timeout` (default 120). */
   timeoutSeconds?: number;
@@ -56,7 +56,7 @@ export interface BootTestOptions {
 export interface BootResult {
   target: string;
   verdict: BootVerdict;
-  /** True when the verdict is a success (`passed`, or a clean end without --expect). */
+  /** True when the verdict is a success (`passed`, or `guest-reset` without `expect`). */
   passed: boolean;
   /** Why the run ended, in words (fault state, BIOS reason, the text found). */
   detail: string;
@@ -182,7 +182,7 @@ function tail(text: string, lines: number): string {
   return all.slice(-lines).join("\n");
 }
 
-function verdictOf(stop: MachineStop, expect: string | undefined, consoleText: string): BootVerdict {
+function verdictOf(stop: MachineStop, consoleText: string): BootVerdict {
   const map: Record<MachineStopKind, BootVerdict> = {
     "expected-text": "passed",
     timeout: "timeout",
@@ -195,7 +195,7 @@ function verdictOf(stop: MachineStop, expect: string | undefined, consoleText: s
     cancelled: "cancelled",
   };
   const verdict = map[stop.kind];
-  if (verdict !== "passed" && expect !== undefined && PANIC_PATTERN.test(consoleText)) return "kernel-panic";
+  if (verdict !== "passed" && PANIC_PATTERN.test(consoleText)) return "kernel-panic";
   return verdict;
 }
 
@@ -257,8 +257,10 @@ export async function bootTest(target: string, options: BootTestOptions = {}): P
     }
     const wallSeconds = (performance.now() - wallStart) / 1000;
     const consoleText = machine.serial.toString();
-    const verdict = verdictOf(stop, options.expect, consoleText);
-    const cleanEnd = verdict === "guest-halted" || verdict === "guest-reset";
+    const verdict = verdictOf(stop, consoleText);
+    // Without --expect, a reset (an appliance without ACPI powering off) ends the run cleanly;
+    // a CPU halted with interrupts off is how guests die (e.g. a 64-bit kernel on a CPU without long mode).
+    const cleanEnd = verdict === "guest-reset";
     const panic = consoleText.match(PANIC_PATTERN)?.[0];
     const instructions = machine.cpu.instructions;
     const result: BootResult = {
