@@ -393,7 +393,8 @@ export class Machine implements CpuHost, BiosMachine {
         const halted = /HLT|halt/.test(stop.why) && !/triple/i.test(stop.why);
         return {
           kind: halted ? "guest-halted" : "cpu-fault",
-          detail: halted ? stop.why : `${stop.why}; ${this.cpu.describeState()}`,
+          // The state says where the guest stopped (a kernel's fatal error path, say).
+          detail: `${stop.why}; ${this.cpu.describeState()}`,
         };
       }
       case "unimplemented":
