@@ -1,0 +1,53 @@
+import { describe, expect, it } from "vitest";
+import {
+  type CampaignResult,
+  describeFailures,
+  dumpFailures,
+  runDescriptorCampaign,
+  runDiskCampaign,
+  runPackageCampaign,
+} from "../fuzz/campaigns.js";
+import { rssGrowthMiB } from "../fuzz/harness.js";
+import { corpusSkipReason } from "../helpers/corpus.js";
+import { tempDir } from "../helpers/tmp.js";
+
+/**
+ * The long fuzz run: OVFKIT_FUZZ_CASES cases per format (default 5,000,
+ * what `npm run test:long` does in CI; `OVFKIT_FUZZ_CASES=100000 npm run
+ * fuzz` for the big run). OVFKIT_FUZZ_SEED picks another deterministic
+ * sequence; OVFKIT_FUZZ_DUMP=FILE writes every failure as a JSON line.
+ */
+const CASES = Number(process.env.OVFKIT_FUZZ_CASES ?? 5000);
+const SEED = Number(process.env.OVFKIT_FUZZ_SEED ?? 1);
+const RSS_BOUND_MIB = 600;
+
+function report(label: string, result: CampaignResult, baseline: number): void {
+  dumpFailures(label, result);
+  const growth = rssGrowthMiB(baseline);
+  console.log(
+    `[fuzz-long] ${label}: ${result.cases} cases, ${result.failures.length} failures, rss +${growth.toFixed(0)} MiB`,
+  );
+  expect(result.failures.length, describeFailures(result)).toBe(0);
+  expect(growth).toBeLessThan(RSS_BOUND_MIB);
+}
+
+describe.skipIf(corpusSkipReason !== "")(`fuzz (long): ${CASES} cases per format`, () => {
+  for (const format of ["vpc", "vhdx", "vmdk", "qcow2"] as const) {
+    it(format, async () => {
+      const baseline = process.memoryUsage().rss;
+      report(
+        format,
+        await runDiskCampaign(format, CASES, SEED, tempDir(`ovfkit-fuzzl-${format}-`)),
+        baseline,
+      );
+    });
+  }
+  it("OVF descriptors", async () => {
+    const baseline = process.memoryUsage().rss;
+    report("ovf", await runDescriptorCampaign(CASES, SEED), baseline);
+  });
+  it("packages (OVA/tar/manifest)", async () => {
+    const baseline = process.memoryUsage().rss;
+    report("package", await runPackageCampaign(CASES, SEED, tempDir("ovfkit-fuzzl-pkg-")), baseline);
+  });
+});
