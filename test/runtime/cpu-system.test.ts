@@ -508,6 +508,48 @@ syscall:
     expect(w.slice(18, 20)).toEqual([(0xee000000 | 13) >>> 0, 0]);
   });
 
+  it("RETF to ring 3 pops SS:ESP and nulls data segments ring 3 may not use", () => {
+    const m = runProtected(`
+  mov dword [0x3000 + 4], 0x80000
+  mov dword [0x3000 + 8], 0x10
+  mov ax, 0x28
+  ltr ax
+  set_gate 0x80, back, 0xee00
+  pushfd
+  or dword [esp], 0x3000               ; IOPL 3 so ring 3 may report with OUT
+  popfd
+  mov ax, 0x10
+  mov fs, ax                           ; ring-0 data: must be nulled on the way out
+  push dword 0x23                      ; SS
+  push dword 0x60000                   ; ESP
+  push dword 0x1b                      ; CS
+  push dword ring3
+  retf
+ring3:
+  mov eax, esp
+  out 0xec, eax                        ; 0x60000
+  mov eax, ss
+  out 0xec, eax                        ; 0x23
+  mov eax, fs
+  out 0xec, eax                        ; 0 (nulled)
+  mov eax, ds
+  out 0xec, eax                        ; 0: DS (DPL 0 data) is nulled too
+  int 0x80
+back:
+  cli
+  hlt
+`);
+    expect(m.debugWords).toEqual([0x60000, 0x23, 0, 0]);
+  });
+
+  it("raises #SS(selector) when SS is loaded with a not-present segment", () => {
+    const m = runProtected(`
+  mov ax, 0x40
+  mov ss, ax
+`);
+    expect(m.debugWords.slice(0, 2)).toEqual([(0xee000000 | 12) >>> 0, 0x40]);
+  });
+
   it("SYSENTER enters ring 0 from the MSRs and SYSEXIT returns to ring 3", () => {
     const m = runProtected(`
   mov ecx, 0x174
