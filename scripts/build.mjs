@@ -20,8 +20,15 @@ await build({
   logLevel: "warning",
 });
 
+// Declarations for library users. A type error must not break `npm install`
+// (the JavaScript above is already built); `npm run lint` is where type
+// errors fail CI.
 if (!process.argv.includes("--no-types")) {
-  execFileSync(process.execPath, ["node_modules/typescript/bin/tsc", "-p", "tsconfig.build.json"], {
-    stdio: "inherit",
-  });
+  try {
+    execFileSync(process.execPath, ["node_modules/typescript/bin/tsc", "-p", "tsconfig.build.json"], {
+      stdio: "inherit",
+    });
+  } catch {
+    console.warn("build: tsc reported type errors; declarations may be incomplete (npm run lint shows them)");
+  }
 }

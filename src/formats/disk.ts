@@ -179,23 +179,50 @@ export interface DataChunk {
  * bytes, skipping zero and unallocated ranges without I/O. With
  * `skipZeroChunks`, data chunks that are all zeros are skipped too (what
  * qemu-img's zero detection does), so raw sources convert sparsely.
+ *
+ * Reads one chunk ahead into a second buffer while the consumer works on
+ * the current one, so reading and writing overlap (two buffers in all:
+ * memory stays flat).
  */
 export async function* dataChunks(
   reader: DiskReader,
   options: { chunkSize?: number; skipZeroChunks?: boolean; signal?: AbortSignal } = {},
 ): AsyncGenerator<DataChunk> {
   const chunkSize = options.chunkSize ?? STREAM_CHUNK;
-  const buffer = Buffer.allocUnsafe(chunkSize);
+  const buffers = [Buffer.allocUnsafe(chunkSize), Buffer.allocUnsafe(chunkSize)];
+  let turn = 0;
+  const ranges = chunkRanges(reader, chunkSize)[Symbol.asyncIterator]();
+  const startRead = async (): Promise<DataChunk | undefined> => {
+    const next = await ranges.next();
+    if (next.done) return undefined;
+    const buffer = buffers[turn]!;
+    turn ^= 1;
+    const data = await reader.read(next.value.offset, next.value.length, buffer);
+    return { offset: next.value.offset, data: data.subarray(0, next.value.length) };
+  };
+  let pending = startRead();
+  for (;;) {
+    const chunk = await pending;
+    if (!chunk) return;
+    options.signal?.throwIfAborted();
+    pending = startRead();
+    // A rejected read-ahead must not go unhandled if the consumer stops early.
+    pending.catch(() => {});
+    if (options.skipZeroChunks && isAllZero(chunk.data)) continue;
+    yield chunk;
+  }
+}
+
+/** The `data` extents of a reader cut into ranges of at most `chunkSize` bytes. */
+async function* chunkRanges(
+  reader: DiskReader,
+  chunkSize: number,
+): AsyncGenerator<{ offset: number; length: number }> {
   for await (const extent of reader.map()) {
     if (extent.kind !== "data") continue;
     const end = extent.offset + extent.length;
     for (let offset = extent.offset; offset < end; offset += chunkSize) {
-      options.signal?.throwIfAborted();
-      const n = Math.min(chunkSize, end - offset);
-      const data = await reader.read(offset, n, buffer);
-      const view = data.subarray(0, n);
-      if (options.skipZeroChunks && isAllZero(view)) continue;
-      yield { offset, data: view };
+      yield { offset, length: Math.min(chunkSize, end - offset) };
     }
   }
 }
