@@ -29,6 +29,7 @@ export type BootVerdict =
   | "guest-halted"
   | "guest-reset"
   | "kernel-panic"
+  | "no-root-device"
   | "cancelled";
 
 export interface BootTestOptions {
@@ -121,7 +122,7 @@ export function firstHardDiskHref(envelope: OvfEnvelope, file: string): string {
 }
 
 /** A disk file to open, and what to remove afterwards (an OVA's disk is copied out of the tar). */
-interface BootDisk {
+export interface BootDisk {
   path: string;
   cleanup(): Promise<void>;
 }
@@ -131,7 +132,7 @@ interface BootDisk {
  * its first hard disk beside it; for an .ova, that member streamed out of
  * the tar into a temporary file (removed after the run).
  */
-async function resolveBootDisk(target: string): Promise<BootDisk> {
+export async function resolveBootDisk(target: string): Promise<BootDisk> {
   const ext = extname(target).toLowerCase();
   const none = async () => {};
   if (ext === ".ovf") {
