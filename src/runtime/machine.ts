@@ -201,6 +201,7 @@ export class Machine implements CpuHost, BiosMachine {
     this.timed = this.lapic ? [this.pit, this.rtc, this.lapic] : [this.pit, this.rtc];
     this.bios = new Bios(this);
     this.cpu = options.createCpu(this);
+    this.clock.onSkip = (ns) => this.advanceTsc(ns);
     this.powerOn();
   }
 
@@ -229,6 +230,18 @@ export class Machine implements CpuHost, BiosMachine {
         ioapic.setLevel(pin, false);
       },
     };
+  }
+
+  /**
+   * Keeps the TSC on virtual time across skips: the CPU counts it from
+   * retired instructions, so without this an idle fast-forward would leave
+   * it behind the PIT and RTC (and Linux's clocksource watchdog would call
+   * the TSC unstable). Uses the CPU's `tscOffset` where it has one (not
+   * part of the Cpu contract yet).
+   */
+  private advanceTsc(ns: number): void {
+    const cpu = this.cpu as Cpu & { tscOffset?: number };
+    if (typeof cpu.tscOffset === "number") cpu.tscOffset += ns / this.clock.nsPerInstruction;
   }
 
   hypercall(service: number, cpu: Cpu): void | Promise<void> {

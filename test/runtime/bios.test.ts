@@ -193,3 +193,19 @@ describe("built-in BIOS services, called through the IVT by the real CPU", () =>
 function pick(g: { heads: number; sectors: number }) {
   return { spt: g.sectors, heads: g.heads };
 }
+
+describe("virtual time across idle", () => {
+  it("HLT fast-forwards to the next timer tick and the TSC keeps up with virtual time", async () => {
+    const machine = newMachine();
+    // rdtsc; mov ebx, eax; sti; hlt; cli; rdtsc; cli; hlt — the BIOS's 18.2 Hz IRQ 0 wakes the HLT.
+    const code = [0x0f, 0x31, 0x66, 0x89, 0xc3, 0xfb, 0xf4, 0xfa, 0x0f, 0x31, 0xfa, 0xf4];
+    machine.writeMemory(0x7000, Uint8Array.from(code));
+    machine.cpu.jumpReal(0, 0x7000);
+    machine.cpu.setFlags(0x0002);
+    const stop = await machine.run({ maxVirtualNs: 1e9 });
+    expect(stop.kind).toBe("guest-halted");
+    expect(machine.clock.skipped).toBeGreaterThan(1e6);
+    const elapsed = (machine.cpu.getReg32(0) - machine.cpu.getReg32(3)) >>> 0;
+    expect(elapsed).toBeGreaterThanOrEqual(Math.floor(machine.clock.skipped));
+  });
+});

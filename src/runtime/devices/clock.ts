@@ -25,9 +25,14 @@ export class VirtualClock {
     return this.instructions() * this.nsPerInstruction + this.skippedNs;
   }
 
+  /** Told about every skip (the machine keeps the CPU's TSC on virtual time with it). */
+  onSkip: (ns: number) => void = () => {};
+
   /** Fast-forwards virtual time by `ns` (idle or poll skip). */
   skip(ns: number): void {
-    if (ns > 0) this.skippedNs += ns;
+    if (ns <= 0) return;
+    this.skippedNs += ns;
+    this.onSkip(ns);
   }
 
   /** Total time skipped so far (reported by the boot driver). */
