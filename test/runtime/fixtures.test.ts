@@ -95,7 +95,10 @@ describe("runtime fixture programs", () => {
   });
 
   it.skipIf(noQemu)("qemu boots the tiny appliance's VMDK to the same marker", async () => {
-    const output = await qemuSerial(APPLIANCE_VMDK, { format: "vmdk", until: "TINY-APPLIANCE-OK" });
+    const output = await qemuSerial(APPLIANCE_VMDK, {
+      format: "vmdk",
+      until: "TINY-APPLIANCE-OK tiny-appliance",
+    });
     expect(output).toContain("TINY-APPLIANCE-OK tiny-appliance");
   });
 });

@@ -44,7 +44,8 @@ export function qemuSerial(
       stderr += chunk.toString();
     });
     child.on("error", reject);
-    child.on("exit", (code) => {
+    // "close", not "exit": it fires after stdout has been read to the end.
+    child.on("close", (code) => {
       if (code !== 0 && code !== null && output === "")
         reject(new Error(`qemu exited with ${code}: ${stderr}`));
       else finish();
