@@ -450,7 +450,9 @@ export class X86Cpu implements Cpu, CodeSource {
       const fall = ((start + insn.length) | 0) & wrapMask;
       this.eip = fall;
       this.instructions++;
-      this.execute(insn);
+      const op = insn.opcode;
+      if (op < 0x100) this.executeOneByte(insn, op);
+      else this.executeTwoByte(insn, op & 0xff);
       if (this.breakLoop || n >= count) return;
       const eip = this.eip;
       this.startEip = eip;
@@ -2469,8 +2471,7 @@ export class X86Cpu implements Cpu, CodeSource {
   // The executor
   // =====================================================================
 
-  private execute(insn: Insn): void {
-    const op = insn.opcode;
+  private executeOneByte(insn: Insn, op: number): void {
     if (op < 0x40) {
       const form = op & 7;
       if (form < 6) {
@@ -2540,14 +2541,6 @@ export class X86Cpu implements Cpu, CodeSource {
           throw new CpuFault(EXC_UD); // prefixes never reach here
       }
     }
-    if (op < 0x100) {
-      this.executeOneByte(insn, op);
-      return;
-    }
-    this.executeTwoByte(insn, op & 0xff);
-  }
-
-  private executeOneByte(insn: Insn, op: number): void {
     switch (op) {
       case 0x40:
       case 0x41:
