@@ -440,6 +440,7 @@ export class X86Cpu implements Cpu, CodeSource {
    * was made for. Anything that changes modes or mappings ends the block.
    */
   private runBlock(count: number): void {
+    const regs = this.regs;
     // A fault while fetching restarts at the instruction being fetched.
     this.startEip = this.eip;
     let insn = this.fetch();
@@ -451,7 +452,23 @@ export class X86Cpu implements Cpu, CodeSource {
       this.eip = fall;
       this.instructions++;
       const op = insn.opcode;
-      if (op < 0x100) this.executeOneByte(insn, op);
+      // Inline fast paths for the most frequent instructions in boot code
+      // (measured on the Linux boot: Jcc, JMP, 32-bit MOV and LEA are ~40%).
+      if (op >= 0x70 && op <= 0x7f) {
+        if (this.condition(op & 15)) this.jumpRelative(insn, (insn.imm << 24) >> 24);
+      } else if (op === 0xeb) {
+        this.jumpRelative(insn, (insn.imm << 24) >> 24);
+      } else if (op === 0x8b && insn.opSize === SIZE32) {
+        regs[insn.reg] = insn.rmIsReg ? regs[insn.rm]! : this.read32(this.effectiveAddress(insn));
+      } else if (op === 0x89 && insn.opSize === SIZE32) {
+        if (insn.rmIsReg) regs[insn.rm] = regs[insn.reg]!;
+        else this.write32(this.effectiveAddress(insn), regs[insn.reg]!);
+      } else if (op === 0x8d && insn.opSize === SIZE32 && insn.adSize === SIZE32 && !insn.rmIsReg) {
+        let off = insn.disp;
+        if (insn.eaBase !== NO_REG) off += regs[insn.eaBase]!;
+        if (insn.eaIndex !== NO_REG) off += regs[insn.eaIndex]! << insn.eaScale;
+        regs[insn.reg] = off;
+      } else if (op < 0x100) this.executeOneByte(insn, op);
       else this.executeTwoByte(insn, op & 0xff);
       if (this.breakLoop || n >= count) return;
       const eip = this.eip;
