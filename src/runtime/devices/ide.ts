@@ -2,6 +2,7 @@ import type { DiskReader, DiskWriterHandle } from "../../formats/disk.js";
 import type { IoBus, IrqLine, PortHandler } from "../bus.js";
 import { SECTOR_SIZE } from "../disk-overlay.js";
 import { type PciBus, PciFunction } from "./pci.js";
+import { type DiskControllerHost, stopHostCpu } from "./virtio-pci.js";
 
 /**
  * A PIIX3-style legacy IDE controller with one ATA disk: the primary
@@ -569,4 +570,17 @@ export class IdeController implements PortHandler {
     const issued = [...this.commands.entries()].map(([op, n]) => `0x${op.toString(16)}×${n}`).join(" ");
     return `IDE commands ${issued || "none"}`;
   }
+}
+
+/** Plugs the legacy IDE controller with `disk` as the primary master into the machine. */
+export function attachIde(host: DiskControllerHost, disk: DiskReader | DiskWriterHandle): IdeController {
+  const ide = new IdeController({
+    io: host.io,
+    pci: host.pci,
+    irq: host.pic.line(PRIMARY_IRQ),
+    disk,
+    requestStop: () => stopHostCpu(host, "IDE I/O"),
+  });
+  ide.register();
+  return ide;
 }

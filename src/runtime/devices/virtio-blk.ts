@@ -2,7 +2,7 @@ import { OvfkitError } from "../../errors.js";
 import type { DiskReader, DiskWriterHandle } from "../../formats/disk.js";
 import type { MemoryBus } from "../bus.js";
 import { SECTOR_SIZE } from "../disk-overlay.js";
-import type { VirtioBackend } from "./virtio-pci.js";
+import { type DiskControllerHost, stopHostCpu, type VirtioBackend, VirtioPciDevice } from "./virtio-pci.js";
 import { type Chain, gather, type Segment, scatter } from "./virtqueue.js";
 
 /**
@@ -222,4 +222,29 @@ export class VirtioBlk implements VirtioBackend {
     this.stats.sectorsWritten += length / SECTOR_SIZE;
     return { status: VIRTIO_BLK_S_OK, written: 0 };
   }
+}
+
+/** Where firmware would put the device: slot 4 (as qemu's pc machine), its I/O and memory BARs. */
+const VIRTIO_BLK_SLOT = 4;
+const VIRTIO_BLK_IO_BASE = 0xc000;
+const VIRTIO_BLK_MMIO_BASE = 0xfebf0000;
+
+/** Plugs a transitional virtio-blk PCI device on `disk` into the machine. */
+export function attachVirtioBlk(
+  host: DiskControllerHost,
+  disk: DiskReader | DiskWriterHandle,
+  options: VirtioBlkOptions & { legacyOnly?: boolean } = {},
+): VirtioPciDevice {
+  const blk = new VirtioBlk(host.memory, disk, options);
+  return new VirtioPciDevice(blk, {
+    memory: host.memory,
+    io: host.io,
+    pci: host.pci,
+    slot: VIRTIO_BLK_SLOT,
+    irqLine: (irq) => host.pic.line(irq),
+    ioBase: VIRTIO_BLK_IO_BASE,
+    mmioBase: options.legacyOnly ? undefined : VIRTIO_BLK_MMIO_BASE,
+    now: () => host.clock.now(),
+    requestStop: () => stopHostCpu(host, "virtio-blk I/O"),
+  });
 }

@@ -103,6 +103,22 @@ const PCI_COMMAND_MEMORY = 2;
 const PCI_BAR_IO = 1;
 const INTX_PIN_A = 1;
 
+/** The parts of the machine a disk controller attaches to (Machine has them all). */
+export interface DiskControllerHost {
+  memory: MemoryBus;
+  io: IoBus;
+  pci: PciBus;
+  pic: { line(irq: number): IrqLine };
+  clock: { now(): number };
+  /** The CPU; `requestStop` (when it has one) ends its batch at the next instruction boundary. */
+  cpu: object;
+}
+
+/** Ends the host CPU's current batch, so the machine settles device I/O before the next instruction. */
+export function stopHostCpu(host: DiskControllerHost, why: string): void {
+  (host.cpu as { requestStop?: (why: string) => void }).requestStop?.(why);
+}
+
 /** What a virtio device type (block, ...) gives the transport. */
 export interface VirtioBackend {
   /** Virtio device ID (§5): 2 = block. */
