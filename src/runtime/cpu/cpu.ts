@@ -468,6 +468,20 @@ export class X86Cpu implements Cpu, CodeSource {
         if (insn.eaBase !== NO_REG) off += regs[insn.eaBase]!;
         if (insn.eaIndex !== NO_REG) off += regs[insn.eaIndex]! << insn.eaScale;
         regs[insn.reg] = off;
+      } else if (op < 0x40 && (op & 5) === 1 && insn.opSize === SIZE32) {
+        // ALU Ev,Gv (x1) and Gv,Ev (x3), 32-bit
+        this.alu32RegisterForms(insn, op >> 3, (op & 2) !== 0);
+      } else if (op === 0x83 && insn.opSize === SIZE32) {
+        const aluOp = insn.reg & 7;
+        const imm = (insn.imm << 24) >> 24;
+        if (insn.rmIsReg) {
+          const r = this.alu(aluOp, 32, regs[insn.rm]!, imm);
+          if (aluOp !== 7) regs[insn.rm] = r;
+        } else {
+          const ea = this.effectiveAddress(insn);
+          const r = this.alu(aluOp, 32, this.read32(ea), imm);
+          if (aluOp !== 7) this.write32(ea, r);
+        }
       } else if (op < 0x100) this.executeOneByte(insn, op);
       else this.executeTwoByte(insn, op & 0xff);
       if (this.breakLoop || n >= count) return;
@@ -502,6 +516,23 @@ export class X86Cpu implements Cpu, CodeSource {
         }
       }
       insn = next;
+    }
+  }
+
+  /** 32-bit ALU with a register and a register/memory operand (opcodes x1 and x3 of rows 00-3F). */
+  private alu32RegisterForms(insn: Insn, aluOp: number, toRegister: boolean): void {
+    const regs = this.regs;
+    if (toRegister) {
+      const src = insn.rmIsReg ? regs[insn.rm]! : this.read32(this.effectiveAddress(insn));
+      const r = this.alu(aluOp, 32, regs[insn.reg]!, src);
+      if (aluOp !== 7) regs[insn.reg] = r;
+    } else if (insn.rmIsReg) {
+      const r = this.alu(aluOp, 32, regs[insn.rm]!, regs[insn.reg]!);
+      if (aluOp !== 7) regs[insn.rm] = r;
+    } else {
+      const ea = this.effectiveAddress(insn);
+      const r = this.alu(aluOp, 32, this.read32(ea), regs[insn.reg]!);
+      if (aluOp !== 7) this.write32(ea, r);
     }
   }
 
