@@ -1,7 +1,14 @@
 import type { Argv, CommandModule } from "yargs";
 import { isOvfkitError } from "../errors.js";
 import { type CheckFinding, type CheckReport, checkDisk } from "../formats/index.js";
-import { formatOption, type OutputMode, outputOption, printJson, reportError } from "./common.js";
+import {
+  formatOption,
+  type OutputMode,
+  openOptionsFrom,
+  outputOption,
+  printJson,
+  reportError,
+} from "./common.js";
 
 interface CheckArgs {
   file: string;
@@ -93,7 +100,7 @@ export const checkCommand: CommandModule<object, CheckArgs> = {
       ) as Argv<CheckArgs>,
   handler: async (args) => {
     try {
-      const report = await checkDisk(args.file, { format: args.f });
+      const report = await checkDisk(args.file, openOptionsFrom(args));
       if (args.output === "json") printJson(checkJson(report));
       else printHuman(report);
       process.exitCode = checkExitCode(report);

@@ -21,7 +21,20 @@ export const formatOption = {
     type: "string",
     describe: "input format (raw, vpc/vhd, vmdk, vhdx, qcow2); detected if omitted",
   },
+  "allow-parent-outside": {
+    type: "boolean",
+    describe: "follow parent/backing files and VMDK extents outside the image's folder tree",
+  },
 } as const;
+
+/** The open options every command that reads an image takes from its arguments. */
+export function openOptionsFrom(
+  args: { f?: string; "allow-parent-outside"?: boolean },
+  format: string | undefined = args.f,
+): { format?: string; allowParentOutside?: boolean; allowExtentOutside?: boolean } {
+  const outside = args["allow-parent-outside"] ?? false;
+  return { format, allowParentOutside: outside, allowExtentOutside: outside };
+}
 
 export function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);

@@ -1,6 +1,6 @@
 import type { Argv, CommandModule } from "yargs";
 import { compareDisks, type DiskReader, openDisk } from "../formats/index.js";
-import { reportError } from "./common.js";
+import { formatOption, openOptionsFrom, reportError } from "./common.js";
 
 interface CompareArgs {
   a: string;
@@ -28,6 +28,7 @@ export const compareCommand: CommandModule<object, CompareArgs> = {
       .options({
         f: { type: "string", describe: "format of the first image; detected if omitted" },
         F: { type: "string", describe: "format of the second image; detected if omitted" },
+        "allow-parent-outside": formatOption["allow-parent-outside"],
         strict: { type: "boolean", default: false, describe: "images of different virtual sizes differ" },
       })
       .example("$0 compare disk.raw disk.vhd", "prints the first differing offset, if any")
@@ -36,9 +37,9 @@ export const compareCommand: CommandModule<object, CompareArgs> = {
   handler: async (args) => {
     const opened: DiskReader[] = [];
     try {
-      const a = await openDisk(args.a, { format: args.f });
+      const a = await openDisk(args.a, openOptionsFrom(args));
       opened.push(a);
-      const b = await openDisk(args.b, { format: args.F });
+      const b = await openDisk(args.b, openOptionsFrom(args, args.F));
       opened.push(b);
       if (args.strict && a.virtualSize !== b.virtualSize) {
         process.stdout.write("Image size mismatch!\n");

@@ -3,7 +3,8 @@ import { dirname, resolve } from "node:path";
 import type { Argv, CommandModule } from "yargs";
 import { OvfkitError } from "../errors.js";
 import { convert, driverFor, openDisk } from "../formats/index.js";
-import { formatOption, runCommand } from "./common.js";
+import { formatOption, openOptionsFrom, runCommand } from "./common.js";
+import { applianceConvertOptions, runApplianceConvert, wantsApplianceConvert } from "./convert-appliance.js";
 import { describeWriterOptions, parseWriterOptions, wantsOptionHelp } from "./options.js";
 import { createProgress } from "./progress.js";
 
@@ -22,8 +23,10 @@ interface ConvertArgs {
   src: string;
   dst: string;
   f?: string;
-  O: string;
+  O?: string;
   o?: string | string[];
+  target?: string;
+  manifest?: string;
   p?: boolean;
   force?: boolean;
   threads?: number;
@@ -46,9 +49,9 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
         O: {
           alias: "output-format",
           type: "string",
-          demandOption: true,
-          describe: "output format (raw, vpc/vhd, vmdk, vhdx, qcow2)",
+          describe: "output format (raw, vpc/vhd, vmdk, vhdx, qcow2); not used with --target",
         },
+        ...applianceConvertOptions,
         o: {
           alias: "options",
           type: "string",
@@ -66,7 +69,11 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
       .example("$0 convert -O vpc disk.raw disk.vhd", "raw to dynamic VHD")
       .example("$0 convert -O vpc -o subformat=fixed disk.vmdk azure.vhd", "a fixed VHD")
       .example("$0 convert -O raw -p --force disk.vhd disk.raw", "with a progress bar, replacing disk.raw")
-      .example("$0 convert -O vmdk -o help x y", "list the vmdk writer's options") as Argv<ConvertArgs>,
+      .example("$0 convert -O vmdk -o help x y", "list the vmdk writer's options")
+      .example(
+        "$0 convert app.ova app-azure.ova --target azure",
+        "a whole appliance for an importer",
+      ) as Argv<ConvertArgs>,
   handler: (args) =>
     runCommand(async () => {
       if (args.threads !== undefined && !(Number.isInteger(args.threads) && args.threads >= 1)) {
@@ -75,6 +82,14 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
           `--threads must be a whole number of at least 1 (got ${args.threads})`,
         );
       }
+      if (wantsApplianceConvert(args)) return runApplianceConvert(args);
+      if (!args.O) {
+        // -O is required for disks but not for appliances, so yargs cannot demand it: a usage error by hand.
+        process.stderr.write(
+          "ovfkit: Missing required argument: O (the output format; --target for an .ova/.ovf)\n",
+        );
+        return 2;
+      }
       const driver = driverFor(args.O);
       const options = parseWriterOptions(args.o);
       if (wantsOptionHelp(options)) {
@@ -82,7 +97,7 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
         return 0;
       }
       requireOutputFolder(args.dst);
-      const source = await openDisk(args.src, { format: args.f });
+      const source = await openDisk(args.src, openOptionsFrom(args));
       const progress = createProgress("convert", { forced: args.p });
       try {
         await convert(source, args.dst, {

@@ -2,7 +2,14 @@ import { stat } from "node:fs/promises";
 import type { Argv, CommandModule } from "yargs";
 import { allocatedBytes, openDisk } from "../formats/index.js";
 import { formatSize } from "../util/size.js";
-import { formatOption, type OutputMode, outputOption, printJson, runCommand } from "./common.js";
+import {
+  formatOption,
+  type OutputMode,
+  openOptionsFrom,
+  outputOption,
+  printJson,
+  runCommand,
+} from "./common.js";
 
 interface InfoArgs {
   file: string;
@@ -26,7 +33,7 @@ export const infoCommand: CommandModule<object, InfoArgs> = {
   handler: (args) =>
     runCommand(
       async () => {
-        const reader = await openDisk(args.file, { format: args.f });
+        const reader = await openDisk(args.file, openOptionsFrom(args));
         try {
           const actual = (await stat(args.file)).blocks * 512;
           const info = {

@@ -1,6 +1,6 @@
 import type { Argv, CommandModule } from "yargs";
 import { type Extent, openDisk } from "../formats/index.js";
-import { formatOption, type OutputMode, outputOption, runCommand } from "./common.js";
+import { formatOption, type OutputMode, openOptionsFrom, outputOption, runCommand } from "./common.js";
 
 interface MapArgs {
   file: string;
@@ -52,7 +52,7 @@ export const mapCommand: CommandModule<object, MapArgs> = {
   handler: (args) =>
     runCommand(
       async () => {
-        const reader = await openDisk(args.file, { format: args.f });
+        const reader = await openDisk(args.file, openOptionsFrom(args));
         try {
           if (args.output === "json") {
             let first = true;

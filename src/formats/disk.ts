@@ -254,3 +254,39 @@ export async function allocatedBytes(reader: DiskReader): Promise<number> {
   for await (const e of reader.map()) if (e.kind === "data") total += e.length;
   return total;
 }
+
+/**
+ * The same disk seen with a larger virtual size: the added tail is
+ * unallocated and reads as zeros. Used where a target needs a minimum size
+ * (Azure: at least 20 MiB) without touching the source.
+ */
+export function grownTo(inner: DiskReader, size: number): DiskReader {
+  if (size <= inner.virtualSize) return inner;
+  const innerSize = inner.virtualSize;
+  return {
+    format: inner.format,
+    path: inner.path,
+    virtualSize: size,
+    creator: inner.creator,
+    geometry: undefined,
+    backingFile: inner.backingFile,
+    files: inner.files,
+    dirty: inner.dirty,
+    formatSpecific: inner.formatSpecific,
+    async *map(offset?: number, length?: number) {
+      const { start, end } = mapRange(size, offset, length);
+      if (start < innerSize) yield* inner.map(start, Math.min(end, innerSize) - start);
+      const tail = Math.max(start, innerSize);
+      if (end > tail) yield { offset: tail, length: end - tail, kind: "unallocated" as const };
+    },
+    async read(offset: number, length: number, into?: Buffer) {
+      checkReadRange(inner.path, size, offset, length);
+      const out = into ? into.subarray(0, length) : Buffer.alloc(length);
+      const fromInner = Math.max(0, Math.min(length, innerSize - offset));
+      if (fromInner > 0) await inner.read(offset, fromInner, out);
+      out.fill(0, fromInner);
+      return out;
+    },
+    close: () => inner.close(),
+  };
+}

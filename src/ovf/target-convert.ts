@@ -2,7 +2,7 @@ import { rmSync } from "node:fs";
 import { copyFile, mkdtemp, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { basename, dirname, extname, join, resolve } from "node:path";
 import { asOvfkitError, OvfkitError } from "../errors.js";
-import { convert, openDisk, type WriterOptions } from "../formats/index.js";
+import { convert, grownTo, openDisk, type WriterOptions } from "../formats/index.js";
 import { withOutputs } from "../formats/output.js";
 import { capacityAttributes, DISK_FORMAT_URI } from "./edit.js";
 import type { ManifestAlgorithm } from "./manifest.js";
@@ -33,6 +33,8 @@ interface TargetPlan {
   /** The target imports VMware-style descriptors (vmx-NN, VMware controller subtypes). */
   vmware: boolean;
   manifest: ManifestAlgorithm;
+  /** Smallest virtual size the target accepts; smaller disks are grown with zeros. */
+  minimumSize?: number;
 }
 
 /** Why each target gets its disk format: targets.md checks 6, 7 and 22. */
@@ -72,6 +74,8 @@ const PLANS: Record<ConvertTarget, TargetPlan> = {
   azure: {
     format: "vpc",
     options: () => ({ subformat: "fixed", align_mib: "on" }),
+    // Azure refuses disks under 20 MiB (notes/targets.md check 7): smaller ones are grown, the tail unallocated.
+    minimumSize: 20 * 1024 * 1024,
     extension: ".vhd",
     vmware: false,
     manifest: "SHA256",
@@ -303,7 +307,7 @@ async function convertIn(
     const output = join(work, name);
     const reader = await openDisk(input);
     try {
-      await convert(reader, output, {
+      await convert(grownTo(reader, plan.minimumSize ?? 0), output, {
         format: plan.format,
         options: plan.options(adapterFor(envelope, disk.diskId ?? ""), hwVersion),
         threads: options.threads,
