@@ -58,23 +58,37 @@ async function convertBoth(ctx: BenchContext, bench: BenchCase, c: Conversion): 
   const ours = join(ctx.work, `${bench.name}.ovfkit.${c.ext}`);
   const theirs = join(ctx.work, `${bench.name}.qemu.${c.ext}`);
   const opts = c.options ? ["-o", c.options] : [];
-  const tools: ToolResult[] = [
-    await measureTool(
-      ctx,
-      "ovfkit",
-      [...ctx.ovfkit, "convert", "-O", c.outputFormat, ...opts, c.input, ours],
-      removing(ours),
-    ),
-  ];
-  const notes = [verify(ctx, c.input, ours)];
-  if (ctx.hasTool("qemu-img")) {
-    const args = ["qemu-img", "convert", "-f", c.inputFormat, "-O", c.outputFormat, ...opts, c.input, theirs];
-    tools.push(await measureTool(ctx, "qemu-img", args, removing(theirs)));
-    notes.push(`output sizes: ovfkit ${fileSize(ours)}, qemu-img ${fileSize(theirs)} (allocated on disk)`);
-  } else notes.push("qemu-img not installed: no peer figures (apt-get install qemu-utils)");
-  rmSync(ours, { force: true });
-  rmSync(theirs, { force: true });
-  return { name: bench.name, description: bench.description, tools, notes };
+  try {
+    const tools: ToolResult[] = [
+      await measureTool(
+        ctx,
+        "ovfkit",
+        [...ctx.ovfkit, "convert", "-O", c.outputFormat, ...opts, c.input, ours],
+        removing(ours),
+      ),
+    ];
+    const notes = [verify(ctx, c.input, ours)];
+    if (ctx.hasTool("qemu-img")) {
+      const args = [
+        "qemu-img",
+        "convert",
+        "-f",
+        c.inputFormat,
+        "-O",
+        c.outputFormat,
+        ...opts,
+        c.input,
+        theirs,
+      ];
+      tools.push(await measureTool(ctx, "qemu-img", args, removing(theirs)));
+      notes.push(`output sizes: ovfkit ${fileSize(ours)}, qemu-img ${fileSize(theirs)} (allocated on disk)`);
+    } else notes.push("qemu-img not installed: no peer figures (apt-get install qemu-utils)");
+    return { name: bench.name, description: bench.description, tools, notes };
+  } finally {
+    // 1 GiB outputs: never leave them behind, even when a run or the verification fails
+    rmSync(ours, { force: true });
+    rmSync(theirs, { force: true });
+  }
 }
 
 function fileSize(path: string): string {
