@@ -34,6 +34,7 @@ import {
   loadHeader,
   loadLayout,
   locateFooter,
+  MAX_BAT_PROBLEMS,
   type VhdLayout,
   VhdReader,
 } from "./vhd-reader.js";
@@ -153,7 +154,7 @@ async function blockFindings(layout: VhdLayout, broken: Set<number>): Promise<Fi
     // Writers allocate whole blocks even where the disk ends inside the last one.
     end = Math.max(end, Math.min(layout.location.payloadEnd, start + layout.bitmapSize + header.blockSize));
     const bitmap = await file.readExact(start, layout.bitmapSize, `sector bitmap of block ${index}`);
-    if (isAllZero(bitmap)) {
+    if (isAllZero(bitmap) && out.length < MAX_BAT_PROBLEMS) {
       out.push({
         code: "VHD_BLOCK_UNUSED",
         severity: "leak",
@@ -248,7 +249,8 @@ export async function checkVhd(path: string, options: OpenOptions = {}): Promise
       findings.push({ code: p.code, severity: "corruption", message: p.message, offset: p.offset });
       if (p.code === "VHD_BAT_OUT_OF_RANGE") broken.add((p.offset - layout.header!.tableOffset) / 4);
     }
-    findings.push(...(await blockFindings(layout, broken)));
+    // past MAX_BAT_PROBLEMS the BAT is garbage: reading a bitmap per entry would only list more of it
+    if (problems.length < MAX_BAT_PROBLEMS) findings.push(...(await blockFindings(layout, broken)));
     if (layout.footer.diskType === DiskType.Differencing && problems.length === 0) {
       findings.push(...(await parentFindings(path, options)));
     }

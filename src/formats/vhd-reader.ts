@@ -44,6 +44,15 @@ import {
 /** Block sizes we accept when reading: powers of two, 512 B .. 256 MiB. */
 export const MIN_BLOCK_SIZE = SECTOR;
 export const MAX_BLOCK_SIZE = 256 * 1024 * 1024;
+/**
+ * Largest BAT loaded: 32 MiB = 8 Mi blocks. Real VHDs need at most 16 MiB
+ * (2040 GiB in 512 KiB blocks, the smallest any writer uses); a bigger
+ * claim (tiny blocks, huge size, in a large sparse file) would make the
+ * reader allocate gigabytes.
+ */
+export const MAX_BAT_BYTES = 32 * 1024 * 1024;
+/** `check` lists at most this many BAT problems (a hostile BAT can break millions of entries). */
+export const MAX_BAT_PROBLEMS = 1000;
 
 export interface FooterLocation {
   footer: Footer;
@@ -221,6 +230,13 @@ export async function loadLayout(
     );
   }
   const batBytes = blocksNeeded * 4;
+  if (batBytes > MAX_BAT_BYTES) {
+    throw new OvfkitError(
+      "VHD_BAT_TOO_LARGE",
+      `${virtualSize} bytes in blocks of ${header.blockSize} need a BAT of ${batBytes} bytes (at most ${MAX_BAT_BYTES} are loaded)`,
+      { file: file.path, offset: headerOffset + 32 },
+    );
+  }
   if (header.tableOffset + batBytes > file.size) {
     throw new OvfkitError(
       "TRUNCATED",
@@ -307,7 +323,7 @@ export function batProblems(layout: VhdLayout, firstOnly = false): BatProblem[] 
         blocks.push({ start, end, index });
       }
     }
-    if (firstOnly && problems.length > 0) return problems;
+    if ((firstOnly && problems.length > 0) || problems.length >= MAX_BAT_PROBLEMS) return problems;
   }
   blocks.sort((a, b) => a.start - b.start);
   for (let i = 1; i < blocks.length; i++) {
@@ -319,7 +335,7 @@ export function batProblems(layout: VhdLayout, firstOnly = false): BatProblem[] 
         message: `blocks ${prev.index} and ${cur.index} overlap in the file (${prev.start}..${prev.end} and ${cur.start}..${cur.end})`,
         offset: header.tableOffset + cur.index * 4,
       });
-      if (firstOnly) return problems;
+      if (firstOnly || problems.length >= MAX_BAT_PROBLEMS) return problems;
     }
   }
   return problems;

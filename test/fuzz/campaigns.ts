@@ -16,6 +16,7 @@ import {
   SeedWorkspace,
   saveFileRegression,
   seedFromFolder,
+  takeOutcomes,
 } from "./harness.js";
 import {
   DirtySet,
@@ -39,6 +40,8 @@ export interface CampaignResult {
   cases: number;
   failures: { caseSeed: number; seed: string; mutations: string[]; failures: Failure[] }[];
   seeds: string[];
+  /** How the steps ended (`step:ok`, `step:CODE`), most frequent first. */
+  outcomes: [string, number][];
 }
 
 const MiB = 1024 * 1024;
@@ -117,7 +120,8 @@ export async function runDiskCampaign(
   const workDir = join(root, "work");
   mkdirSync(workDir, { recursive: true });
   const rng = new Rng(masterSeed);
-  const result: CampaignResult = { cases: 0, failures: [], seeds: seeds.map((s) => s.id) };
+  const result: CampaignResult = { cases: 0, failures: [], seeds: seeds.map((s) => s.id), outcomes: [] };
+  takeOutcomes();
   for (let i = 0; i < cases; i++) {
     const workspace = workspaces[i % workspaces.length]!;
     const outcome: CaseResult = await workspace.runCase(rng.u32(), workDir);
@@ -125,6 +129,7 @@ export async function runDiskCampaign(
     if (outcome.failures.length > 0) result.failures.push(outcome);
     onCase?.(result.cases);
   }
+  result.outcomes = takeOutcomes();
   return result;
 }
 
@@ -138,7 +143,8 @@ export function descriptorSeeds(): { id: string; text: string }[] {
 export async function runDescriptorCampaign(cases: number, masterSeed: number): Promise<CampaignResult> {
   const seeds = descriptorSeeds();
   const rng = new Rng(masterSeed);
-  const result: CampaignResult = { cases: 0, failures: [], seeds: seeds.map((s) => s.id) };
+  const result: CampaignResult = { cases: 0, failures: [], seeds: seeds.map((s) => s.id), outcomes: [] };
+  takeOutcomes();
   for (let i = 0; i < cases; i++) {
     const seed = seeds[i % seeds.length]!;
     const caseSeed = rng.u32();
@@ -159,6 +165,7 @@ export async function runDescriptorCampaign(cases: number, masterSeed: number): 
       );
     }
   }
+  result.outcomes = takeOutcomes();
   return result;
 }
 
@@ -192,7 +199,8 @@ export async function runPackageCampaign(
 ): Promise<CampaignResult> {
   const seeds = await packageSeeds(root);
   const rng = new Rng(masterSeed);
-  const result: CampaignResult = { cases: 0, failures: [], seeds: seeds.map((s) => s.id) };
+  const result: CampaignResult = { cases: 0, failures: [], seeds: seeds.map((s) => s.id), outcomes: [] };
+  takeOutcomes();
   const work = join(root, "pkg-work");
   for (let i = 0; i < cases; i++) {
     const seed = seeds[i % seeds.length]!;
@@ -208,6 +216,7 @@ export async function runPackageCampaign(
       saveFileRegression("package", seed.id, basename(path), bytes, caseSeed, mutations, failures);
     }
   }
+  result.outcomes = takeOutcomes();
   return result;
 }
 

@@ -17,7 +17,7 @@ import { rssGrowthMiB } from "./harness.js";
  * long run (test/long/fuzz-long.test.ts) does ≥ 5,000 per format, and
  * `npm run fuzz` as many as OVFKIT_FUZZ_CASES says.
  */
-const CASES = Number(process.env.OVFKIT_FUZZ_CI_CASES ?? 250);
+const CASES = Number(process.env.OVFKIT_FUZZ_CI_CASES ?? 200);
 const SEED = Number(process.env.OVFKIT_FUZZ_SEED ?? 20261125);
 /** Growth of the resident set allowed over one campaign (seeds in memory, V8 heap settling). */
 const RSS_BOUND_MIB = 400;
@@ -27,6 +27,7 @@ function expectClean(label: string, result: CampaignResult, cases: number, basel
   console.log(
     `[fuzz] ${result.cases} cases over ${result.seeds.length} seeds, ${result.failures.length} failures, rss +${rssGrowthMiB(baseline).toFixed(0)} MiB`,
   );
+  console.log(`[fuzz] ${label} outcomes: ${result.outcomes.map(([k, n]) => `${k}=${n}`).join(" ")}`);
   expect(result.cases).toBe(cases);
   expect(result.failures.length, describeFailures(result)).toBe(0);
   expect(rssGrowthMiB(baseline)).toBeLessThan(RSS_BOUND_MIB);

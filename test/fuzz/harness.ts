@@ -16,9 +16,17 @@ import {
 import { basename, dirname, join, resolve } from "node:path";
 import { gzipSync } from "node:zlib";
 import { OvfkitError } from "../../src/errors.js";
-import { checkDisk, convert, detectFormat, type Extent, openDisk } from "../../src/formats/index.js";
+import {
+  allocatedBytes,
+  checkDisk,
+  convert,
+  detectFormat,
+  type Extent,
+  openDisk,
+} from "../../src/formats/index.js";
 import { verifyPackage } from "../../src/ovf/ova.js";
 import { validateDescriptor, validateOvf } from "../../src/ovf/validate.js";
+import { formatSize } from "../../src/util/size.js";
 import {
   CORPUS_DISKS,
   type ExpectedImage,
@@ -120,12 +128,32 @@ export async function withWatchdog<T>(work: () => Promise<T>, ms = STEP_BUDGET_M
   }
 }
 
+/**
+ * How each step ended, over a campaign: `step:ok` or `step:CODE`. Shows
+ * how deep the mutations reach (a fuzzer whose cases all die at the
+ * checksum gate tests nothing behind it).
+ */
+const outcomes = new Map<string, number>();
+
+export function countOutcome(key: string): void {
+  outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
+}
+
+/** The outcome counts since the last call, most frequent first; resets them. */
+export function takeOutcomes(): [string, number][] {
+  const sorted = [...outcomes].sort((a, b) => b[1] - a[1]);
+  outcomes.clear();
+  return sorted;
+}
+
 /** Runs one step; returns undefined on success or a typed, documented refusal, else a Failure. */
 export async function guard(step: string, work: () => Promise<unknown>): Promise<Failure | undefined> {
   try {
     await withWatchdog(work);
+    countOutcome(`${step}:ok`);
     return undefined;
   } catch (error) {
+    countOutcome(`${step}:${error instanceof OvfkitError ? error.code : "FAILURE"}`);
     return classify(step, error);
   }
 }
@@ -157,6 +185,7 @@ export async function exerciseDisk(path: string, rng: Rng, workDir: string): Pro
   note(
     await guard("openDisk", async () => {
       const reader = await openDisk(path);
+      countOutcome("opened");
       try {
         const size = reader.virtualSize;
         let extents = 0;
@@ -179,13 +208,40 @@ export async function exerciseDisk(path: string, rng: Rng, workDir: string): Pro
         for (const [offset, length] of ranges) await reader.read(offset, length);
         if (size <= CONVERT_MAX_VIRTUAL && rng.bool(CONVERT_PROBABILITY)) {
           await convert(reader, join(workDir, "converted.raw"), { format: "raw", overwrite: true });
+          countOutcome("converted");
         }
       } finally {
         await reader.close();
       }
     }),
   );
-  note(await guard("checkDisk", () => checkDisk(path)));
+  // what `ovfkit info` does: allocated bytes (a whole-map walk) and the JSON of every field
+  note(
+    await guard("info", async () => {
+      const reader = await openDisk(path);
+      try {
+        const allocated = await allocatedBytes(reader);
+        JSON.stringify({
+          size: formatSize(reader.virtualSize),
+          allocated: formatSize(allocated),
+          specific: reader.formatSpecific,
+          creator: reader.creator,
+          geometry: reader.geometry,
+          backing: reader.backingFile,
+          files: reader.files,
+          dirty: reader.dirty,
+        });
+      } finally {
+        await reader.close();
+      }
+    }),
+  );
+  note(
+    await guard("checkDisk", async () => {
+      const report = await checkDisk(path);
+      countOutcome(report.findings.length > 0 ? "check:findings" : "check:clean");
+    }),
+  );
   rmSync(join(workDir, "converted.raw"), { force: true });
   return failures;
 }
@@ -284,7 +340,10 @@ async function seedFromImage(image: ExpectedImage, format: DiskFormatName): Prom
     files.push({ name, pristine, layout: layoutFor(format, pristine) });
   }
   // a backing file (qcow2 over VHD, VMDK child) rides along unmutated, from wherever the corpus keeps it
-  const backing = image.qemu_img_info?.["backing-filename"];
+  // qemu-img info --backing-chain gives an array (image first), plain info an object
+  const info = image.qemu_img_info as unknown;
+  const top = (Array.isArray(info) ? info[0] : info) as Record<string, unknown> | undefined;
+  const backing = top?.["backing-filename"];
   if (typeof backing === "string" && !backing.includes("/") && !names.includes(backing)) {
     const candidates = [
       join(folder, backing),

@@ -340,7 +340,9 @@ export function mutateBinary(rng: Rng, t: MutationTarget): string[] {
   const count = 1 + (rng.bool(0.3) ? rng.int(4) : 0);
   for (let i = 0; i < count; i++) {
     const mutator = pickMutator(rng);
+    // a structure the file lacks (no tables, no regions): fall back to bit flips, never a no-op case
     if (mutator(rng, t)) applied.push(mutator.name);
+    else if (flipBits(rng, t)) applied.push("flipBits");
   }
   if (t.layout.fixup && t.truncateTo === undefined && rng.bool(0.85)) {
     t.layout.fixup(t.buf, t.dirty);
@@ -423,6 +425,12 @@ export function vhdLayout(buf: Buffer): Layout {
       const at = VHD_DYN_LOCATORS + i * VHD_LOCATOR_SIZE;
       layout.fields.push(d(`locator${i}.code`, at, 4), d(`locator${i}.space`, at + 4, 4));
       layout.fields.push(d(`locator${i}.length`, at + 8, 4), d(`locator${i}.offset`, at + 16, 8));
+      // the locator's path text (UTF-16 for W2ru/W2ku, UTF-8 for MacX): `..`, absolute, drive letters
+      const dataAt = Number(buf.readBigUInt64BE(dynAt + at + 16));
+      const dataLength = buf.readUInt32BE(dynAt + at + 8);
+      if (buf.readUInt32BE(dynAt + at) !== 0 && dataAt > 0 && dataAt + dataLength <= buf.length) {
+        layout.regions.push({ name: `locator${i}.data`, offset: dataAt, length: Math.min(dataLength, 512) });
+      }
     }
     layout.regions.push({ name: "dyn.parentName", offset: dynAt + 64, length: 512 });
     const tableAt = Number(buf.readBigUInt64BE(dynAt + VHD_DYN_TABLE_OFFSET));

@@ -1,9 +1,10 @@
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { appendFileSync, mkdirSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
+import { basename, join } from "node:path";
 import { constants, deflateRawSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { OvfkitError } from "../../src/errors.js";
 import { checkDisk, convert, type DiskReader, openDisk } from "../../src/formats/index.js";
+import { MAX_BAT_PROBLEMS } from "../../src/formats/vhd-reader.js";
 import { verifyPackage } from "../../src/ovf/ova.js";
 import { packOva } from "../../src/ovf/pack.js";
 import { validateDescriptor } from "../../src/ovf/validate.js";
@@ -67,6 +68,28 @@ function fixVhdChecksums(buf: Buffer): void {
   vhdLayout(buf).fixup?.(buf, new DirtySet());
 }
 
+/**
+ * A dynamic VHD whose BAT (zeros: every entry points into the footer copy)
+ * covers `virtualSize` in `blockSize` blocks, inside a sparse file of
+ * `fileSize` bytes: the shape of a hostile image that costs nothing on disk.
+ */
+async function writeSparseVhd(
+  path: string,
+  shape: { blockSize: number; virtualSize: number; fileSize: number },
+): Promise<void> {
+  const buf = readFileSync(await makeImage(`${basename(path)}.seed.vhd`, "vpc"));
+  const dynamicHeader = Number(buf.readBigUInt64BE(buf.length - 512 + 16));
+  buf.writeUInt32BE(0xffffffff, dynamicHeader + 28); // max table entries
+  buf.writeUInt32BE(shape.blockSize, dynamicHeader + 32);
+  for (const footer of [0, buf.length - 512]) buf.writeBigUInt64BE(BigInt(shape.virtualSize), footer + 48);
+  fixVhdChecksums(buf);
+  const tableOffset = Number(buf.readBigUInt64BE(dynamicHeader + 16));
+  buf.fill(0, tableOffset, buf.length - 512); // BAT and blocks: zeros, like the sparse rest
+  writeFileSync(path, buf.subarray(0, buf.length - 512));
+  truncateSync(path, shape.fileSize - 512);
+  appendFileSync(path, buf.subarray(buf.length - 512));
+}
+
 function guidBytes(guid: string): Buffer {
   // mixed-endian: the first three groups are little-endian (MS-VHDX 2.2.1 GUID)
   const hex = guid.replaceAll("-", "");
@@ -125,6 +148,40 @@ describe("resource bombs: claims far beyond the file are refused before allocati
     expect(report instanceof OvfkitError || Array.isArray((report as { findings?: unknown }).findings)).toBe(
       true,
     );
+  });
+
+  /**
+   * Found by this suite (fixed in vhd-reader.ts): a dynamic VHD claiming 2040 GiB in 4 KiB
+   * blocks needs a 2 GiB BAT; in a large sparse file (costs nothing on disk) `open` read it
+   * all and decoded it into another 2 GiB array (4 GiB of memory, 28 s) before deciding
+   * anything. Now refused up front: VHD_BAT_TOO_LARGE.
+   */
+  it("VHD: a 2 GiB BAT inside a 3 GiB sparse file is refused without loading it", async () => {
+    const path = join(dir, "sparse-bat.vhd");
+    await writeSparseVhd(path, { blockSize: 4096, virtualSize: 2040 * 1024 ** 3, fileSize: 3 * 1024 ** 3 });
+    const before = process.memoryUsage().rss;
+    expect(await firstError(path)).toMatchObject({ code: "VHD_BAT_TOO_LARGE" });
+    const report = await checkDisk(path);
+    expect(report.findings.map((f) => f.code)).toEqual(["VHD_BAT_TOO_LARGE"]);
+    expect(process.memoryUsage().rss - before).toBeLessThan(256 * MiB);
+  });
+
+  /**
+   * Found by this suite (fixed in vhd-reader.ts/vhd-check.ts): `check` of a 2040 GiB VHD in
+   * 512 KiB blocks whose BAT is all zeros listed 4,177,920 findings (61 s, > 1 GiB of memory).
+   * It now stops at MAX_BAT_PROBLEMS.
+   */
+  it("VHD check: millions of broken BAT entries are listed up to a bound", async () => {
+    const path = join(dir, "sparse-bad-bat.vhd");
+    await writeSparseVhd(path, {
+      blockSize: 512 * 1024,
+      virtualSize: 2040 * 1024 ** 3,
+      fileSize: 20 * 1024 ** 3,
+    });
+    const report = await checkDisk(path);
+    expect(report.findings.length).toBeGreaterThan(0);
+    expect(report.findings.length).toBeLessThanOrEqual(MAX_BAT_PROBLEMS + 10);
+    expect(report.findings[0]).toMatchObject({ code: "VHD_BAT_OUT_OF_RANGE", severity: "corruption" });
   });
 
   it("VHDX: a virtual size of 1 EiB in the metadata is refused", async () => {
