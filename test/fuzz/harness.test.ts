@@ -1,7 +1,15 @@
 import { describe, expect, it } from "vitest";
 import { OvfkitError } from "../../src/errors.js";
 import { buildTar, classify, documentedCodes, guard, withWatchdog } from "./harness.js";
-import { DirtySet, mutateBinary, mutateXml, Rng, tarLayout, vhdLayout } from "./mutators.js";
+import {
+  DirtySet,
+  type MutationTarget,
+  mutateBinary,
+  mutateXml,
+  Rng,
+  tarLayout,
+  vhdLayout,
+} from "./mutators.js";
 
 /** The fuzz harness itself: it must catch what it claims to catch, and replay exactly. */
 describe("fuzz harness", () => {
@@ -26,7 +34,12 @@ describe("fuzz harness", () => {
     const seed = Buffer.alloc(4096, 7);
     seed.write("conectix", seed.length - 512, "latin1");
     const run = (caseSeed: number) => {
-      const t = { buf: Buffer.from(seed), pristine: seed, layout: vhdLayout(seed), dirty: new DirtySet() };
+      const t: MutationTarget = {
+        buf: Buffer.from(seed),
+        pristine: seed,
+        layout: vhdLayout(seed),
+        dirty: new DirtySet(),
+      };
       const applied = mutateBinary(new Rng(caseSeed), t);
       return { applied, bytes: t.buf.toString("hex"), truncate: t.truncateTo };
     };
