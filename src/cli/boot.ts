@@ -64,6 +64,10 @@ function humanSummary(result: BootResult): string {
     `instructions: ${result.instructions} (${result.mips.toFixed(1)} MIPS)`,
     `virtual time: ${result.virtualSeconds.toFixed(3)} s (${result.skippedSeconds.toFixed(3)} s idle), host time: ${result.wallSeconds.toFixed(2)} s`,
   ];
+  if (result.consoleTail.trim() === "" && result.screen !== "") {
+    // Nothing on the serial console: the text screen is the only trace (appliances without console=ttyS0).
+    lines.push("screen:", result.screen);
+  }
   if (result.unhandledBiosCalls.length > 0) {
     const calls = result.unhandledBiosCalls.map(
       (c) => `int ${c.vector.toString(16)}h AX=${c.ax.toString(16)}h`,

@@ -141,6 +141,14 @@ describe("ovfkit boot (CLI)", () => {
     expect(readFileSync(consoleFile, "latin1")).toBe("hello\r\n");
   });
 
+  it("shows the text screen when the serial console stayed silent", () => {
+    // mov ax, 0E41h; int 10h; cli; hlt — an "A" through the BIOS teletype only
+    const path = diskFile("cli-screen.raw", bootSectorDisk([0xb8, 0x41, 0x0e, 0xcd, 0x10, 0xfa, 0xf4]));
+    const result = ovfkit(["boot", path, "--timeout", "1"]);
+    expect(result.status).toBe(1);
+    expect(result.stdout).toMatch(/screen:\nA$/m);
+  });
+
   it("JUnit output has one failing test case for a failed boot", () => {
     const path = diskFile("cli-blank.raw", Buffer.alloc(4096));
     const result = ovfkit(["boot", path, "--output", "junit", "--timeout", "1"]);
