@@ -17,6 +17,7 @@ import { skipReason } from "../helpers/tools.js";
 const FIXTURES = resolve(import.meta.dirname, "../../fixtures/runtime");
 const APPLIANCE_VMDK = join(FIXTURES, "appliance.vmdk");
 const APPLIANCE_IMG = join(FIXTURES, "appliance.img");
+const MODES = join(FIXTURES, "modes.img");
 const noQemu = skipReason("qemu-system-x86_64");
 
 describe("console verdict rules shared by both engines", () => {
@@ -83,6 +84,20 @@ describe("qemu engine", () => {
       expect(theirs.passed).toBe(true);
       expect(theirs.verdict).toBe(ours.verdict);
       expect(theirs.passed).toBe(ours.passed);
+    },
+  );
+
+  it.skipIf(noQemu)(
+    "a CPU halted with interrupts off ends the run: guest-halted in both engines",
+    async () => {
+      const [theirs, ours] = await Promise.all([
+        qemuBootTest(MODES, { timeoutSeconds: 60, format: "raw", memoryMiB: 64, diskBus: "ide" }),
+        bootTest(MODES, { timeoutSeconds: 5 }),
+      ]);
+      expect(ours.verdict).toBe("guest-halted");
+      expect(theirs.verdict, theirs.detail).toBe("guest-halted");
+      expect(theirs.passed).toBe(ours.passed);
+      expect(theirs.consoleTail).toContain("DONE");
     },
   );
 

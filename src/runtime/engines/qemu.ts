@@ -1,5 +1,9 @@
 import { spawn } from "node:child_process";
 import { createWriteStream, type WriteStream } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { connect, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { OvfkitError } from "../../errors.js";
 import { detectFormat } from "../../formats/index.js";
 import type { BootResult, BootTestOptions, BootVerdict } from "../boot.js";
@@ -43,9 +47,16 @@ export function qemuAvailable(binary = QEMU_BINARY): Promise<boolean> {
   });
 }
 
-/** qemu's command line for one boot (exported for the docs and tests). */
-export function qemuArguments(disk: string, format: string, options: QemuBootOptions): string[] {
+/** qemu's command line for one boot (exported for the docs and tests); `qmpSocket` adds a QMP monitor. */
+export function qemuArguments(
+  disk: string,
+  format: string,
+  options: QemuBootOptions,
+  qmpSocket?: string,
+): string[] {
+  const qmp = qmpSocket ? ["-qmp", `unix:${qmpSocket.replaceAll(",", ",,")},server=on,wait=off`] : [];
   return [
+    ...qmp,
     "-accel",
     "tcg",
     "-m",
@@ -65,9 +76,107 @@ export function qemuArguments(disk: string, format: string, options: QemuBootOpt
 
 interface QemuRun {
   console: string;
-  ended: "expected-text" | "exited" | "timeout" | "cancelled";
+  ended: "expected-text" | "exited" | "timeout" | "cancelled" | "halted";
   exitCode: number | null;
   stderr: string;
+}
+
+/** How often the QMP watcher samples the CPU state. */
+const HALT_POLL_MS = 250;
+
+/**
+ * Watches qemu's CPU through QMP (`info registers`): a CPU halted (HLT=1)
+ * with interrupts disabled (EFLAGS.IF = 0) never runs again, which the
+ * embedded engine reports as `guest-halted`; qemu itself would just wait.
+ * Two samples in a row are required, so a HLT about to be woken is not one.
+ */
+class HaltWatcher {
+  private socket: Socket | undefined;
+  private buffer = "";
+  private reply: ((line: string) => void) | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private haltedSamples = 0;
+
+  constructor(
+    private readonly path: string,
+    private readonly onHalted: () => void,
+  ) {}
+
+  start(): void {
+    this.timer = setInterval(() => void this.poll(), HALT_POLL_MS);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearInterval(this.timer);
+    this.socket?.destroy();
+  }
+
+  private busy = false;
+  private async poll(): Promise<void> {
+    if (this.busy || this.stopped) return;
+    this.busy = true;
+    try {
+      if (!this.socket) await this.connect();
+      const answer = await this.command({
+        execute: "human-monitor-command",
+        arguments: { "command-line": "info registers" },
+      });
+      const registers = typeof answer.return === "string" ? answer.return : "";
+      const flags = /\b[ER]FL=([0-9a-f]+)/i.exec(registers);
+      const halted =
+        /\bHLT=1\b/.test(registers) && flags !== null && (Number.parseInt(flags[1]!, 16) & 0x200) === 0;
+      this.haltedSamples = halted ? this.haltedSamples + 1 : 0;
+      if (this.haltedSamples >= 2 && !this.stopped) this.onHalted();
+    } catch {
+      // Not listening yet, or qemu is exiting: try again at the next tick.
+      this.socket?.destroy();
+      this.socket = undefined;
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private connect(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const socket = connect(this.path);
+      socket.setEncoding("utf8");
+      socket.on("data", (chunk: string) => {
+        this.buffer += chunk;
+        let newline = this.buffer.indexOf("\n");
+        while (newline >= 0) {
+          const line = this.buffer.slice(0, newline).trim();
+          this.buffer = this.buffer.slice(newline + 1);
+          // Replies carry "return" or "error"; the greeting and events are skipped.
+          if (/^\{"(return|error)"/.test(line)) this.reply?.(line);
+          newline = this.buffer.indexOf("\n");
+        }
+      });
+      socket.once("error", reject);
+      socket.once("connect", () => {
+        this.socket = socket;
+        this.command({ execute: "qmp_capabilities" }).then(() => resolve(), reject);
+      });
+    });
+  }
+
+  private command(request: object): Promise<{ return?: unknown }> {
+    return new Promise((resolve, reject) => {
+      const socket = this.socket;
+      if (!socket) {
+        reject(new Error("QMP not connected"));
+        return;
+      }
+      const timeout = setTimeout(() => reject(new Error("QMP timeout")), 5000);
+      this.reply = (line) => {
+        clearTimeout(timeout);
+        this.reply = undefined;
+        resolve(JSON.parse(line) as { return?: unknown });
+      };
+      socket.write(`${JSON.stringify(request)}\n`);
+    });
+  }
 }
 
 function runQemu(
@@ -75,9 +184,12 @@ function runQemu(
   args: string[],
   options: QemuBootOptions,
   file?: WriteStream,
+  qmpSocket?: string,
 ): Promise<QemuRun> {
   return new Promise((resolve, reject) => {
     const child = spawn(binary, args, { stdio: ["ignore", "pipe", "pipe"] });
+    const watcher = qmpSocket ? new HaltWatcher(qmpSocket, () => finish("halted")) : undefined;
+    watcher?.start();
     let console = "";
     let stderr = "";
     let ended: QemuRun["ended"] | undefined;
@@ -104,6 +216,7 @@ function runQemu(
     });
     child.on("error", (error) => {
       clearTimeout(timer);
+      watcher?.stop();
       reject(
         new OvfkitError("BOOT_ENGINE_UNAVAILABLE", `cannot run ${binary}: ${error.message}`, {
           cause: error,
@@ -112,6 +225,7 @@ function runQemu(
     });
     child.on("close", (code) => {
       clearTimeout(timer);
+      watcher?.stop();
       options.signal?.removeEventListener("abort", onAbort);
       resolve({ console, ended: ended ?? "exited", exitCode: code, stderr });
     });
@@ -133,11 +247,19 @@ export async function qemuBootTest(target: string, options: QemuBootOptions = {}
   }
   const bootDisk = await resolveBootDisk(target);
   let file: WriteStream | undefined;
+  const qmpDir = await mkdtemp(join(tmpdir(), "ovfkit-qmp-"));
   try {
     const format = options.format ?? (await detectFormat(bootDisk.path));
     if (options.consoleFile) file = createWriteStream(options.consoleFile);
     const wallStart = performance.now();
-    const run = await runQemu(binary, qemuArguments(bootDisk.path, format, options), options, file);
+    const qmpSocket = join(qmpDir, "qmp.sock");
+    const run = await runQemu(
+      binary,
+      qemuArguments(bootDisk.path, format, options, qmpSocket),
+      options,
+      file,
+      qmpSocket,
+    );
     const wallSeconds = (performance.now() - wallStart) / 1000;
     if (run.ended === "exited" && run.exitCode !== 0) {
       throw new OvfkitError(
@@ -165,6 +287,7 @@ export async function qemuBootTest(target: string, options: QemuBootOptions = {}
     };
   } finally {
     if (file) await new Promise<void>((resolve) => file!.end(resolve));
+    await rm(qmpDir, { recursive: true, force: true });
     await bootDisk.cleanup();
   }
 }
@@ -181,6 +304,11 @@ function judge(
   switch (run.ended) {
     case "cancelled":
       return { verdict: "cancelled", detail: "the run was cancelled" };
+    case "halted":
+      return {
+        verdict: "guest-halted",
+        detail: "the CPU halted with interrupts disabled (qemu: HLT=1, IF=0): nothing can wake it",
+      };
     case "timeout":
       return { verdict: "timeout", detail: `no result after ${timeoutSeconds} s of host time in qemu` };
     default:
