@@ -17,6 +17,7 @@ const dir = tempDir("ovfkit-vhd-corrupt-");
 let dynamic = ""; // qemu-made/vpc-dynamic.vhd: BAT at 1536, 5 entries, blocks 0, 2, 3 allocated
 let fixed = ""; // node-vhd/fixed.vhd (Windows 10)
 let dynamicSha = "";
+let foreignFixed = ""; // qemu-made/vpc-fixed-force_size.vhd: a valid footer that belongs to another image
 
 const TABLE_OFFSET = 1536;
 
@@ -47,6 +48,7 @@ describe.skipIf(!hasCorpus)(`corrupted VHDs ${corpusSkipReason}`, () => {
     dynamic = await materialise(dyn);
     dynamicSha = dyn.convert_raw!.sha256!;
     fixed = await materialise(byPath.get("node-vhd/fixed.vhd")!);
+    foreignFixed = await materialise(byPath.get("qemu-made/vpc-fixed-force_size.vhd")!);
   });
 
   it("the originals are clean", async () => {
@@ -89,11 +91,7 @@ describe.skipIf(!hasCorpus)(`corrupted VHDs ${corpusSkipReason}`, () => {
     expect(await findingCodes(damaged)).toEqual(["VHD_BAD_CHECKSUM"]);
     const other = copyOf(dynamic, "dyn-copy2.vhd");
     // A valid footer that is not this image's: the force_size sample's copy.
-    const foreign = readBytes(
-      join(dynamic, "../vpc-fixed-force_size.vhd"),
-      statSync(join(dynamic, "../vpc-fixed-force_size.vhd")).size - FOOTER_SIZE,
-      FOOTER_SIZE,
-    );
+    const foreign = readBytes(foreignFixed, statSync(foreignFixed).size - FOOTER_SIZE, FOOTER_SIZE);
     patchFile(other, 0, foreign);
     expect(await findingCodes(other)).toContain("VHD_FOOTER_MISMATCH");
   });
