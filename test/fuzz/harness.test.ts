@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { OvfkitError } from "../../src/errors.js";
+import { asOvfkitError, OvfkitError } from "../../src/errors.js";
 import { buildTar, classify, documentedCodes, guard, withWatchdog } from "./harness.js";
 import {
   DirtySet,
@@ -22,6 +22,12 @@ describe("fuzz harness", () => {
     expect(classify("s", new OvfkitError("NO_SUCH_CODE_EVER", "x"))).toMatchObject({
       kind: "undocumented-code",
     });
+    // a TypeError wrapped by asOvfkitError into IO_ERROR is still a bug; a real EIO is not
+    expect(classify("s", asOvfkitError(new TypeError("x.y is undefined")))).toMatchObject({
+      kind: "exception",
+    });
+    const eio = Object.assign(new Error("EIO: i/o error, read"), { code: "EIO", errno: -5, syscall: "read" });
+    expect(classify("s", asOvfkitError(eio))).toBeUndefined();
     await expect(withWatchdog(() => new Promise(() => undefined), 20)).rejects.toThrow(
       /no result after 20 ms/,
     );

@@ -158,9 +158,28 @@ export async function guard(step: string, work: () => Promise<unknown>): Promise
   }
 }
 
+/**
+ * `asOvfkitError` turns any error into IO_ERROR (so the CLI never prints a
+ * stack): a TypeError thrown by a parser would pass as "typed". An IO_ERROR
+ * whose cause is not an operating-system error is such a bug in disguise.
+ */
+function maskedBug(error: OvfkitError): Error | undefined {
+  if (error.code !== "IO_ERROR" || !(error.cause instanceof Error)) return undefined;
+  const cause = error.cause as NodeJS.ErrnoException;
+  const systemError = typeof cause.syscall === "string" || typeof cause.errno === "number";
+  return cause instanceof OvfkitError || systemError ? undefined : cause;
+}
+
 export function classify(step: string, error: unknown): Failure | undefined {
   if (error instanceof StepTimeout) return { step, kind: "timeout", detail: error.message };
   if (error instanceof OvfkitError) {
+    const masked = maskedBug(error);
+    if (masked)
+      return {
+        step,
+        kind: "exception",
+        detail: `masked as ${error.code}: ${masked.stack ?? masked.message}`,
+      };
     if (documentedCodes().has(error.code) || KNOWN_UNDOCUMENTED.has(error.code)) return undefined;
     return { step, kind: "undocumented-code", detail: `${error.code}: ${error.message}` };
   }
@@ -259,7 +278,15 @@ export async function exerciseDescriptor(text: string, rng: Rng, file: string): 
 export async function exercisePackage(path: string): Promise<Failure[]> {
   const failures: Failure[] = [];
   for (const [step, work] of [
-    ["verifyPackage", () => verifyPackage(path)],
+    [
+      "verifyPackage",
+      async () => {
+        const report = await verifyPackage(path);
+        // verify turns exceptions into findings; an IO_ERROR finding on a local, readable file is one in disguise
+        const masked = report.findings.find((f) => f.code === "IO_ERROR");
+        if (masked) throw new Error(`verify reported IO_ERROR: ${masked.message}`);
+      },
+    ],
     ["validateOvf", () => validateOvf(path)],
   ] as const) {
     const f = await guard(step, work);
