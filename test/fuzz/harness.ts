@@ -25,6 +25,7 @@ import {
   openDisk,
 } from "../../src/formats/index.js";
 import { verifyPackage } from "../../src/ovf/ova.js";
+import { unpackOva } from "../../src/ovf/pack.js";
 import { validateDescriptor, validateOvf } from "../../src/ovf/validate.js";
 import { formatSize } from "../../src/util/size.js";
 import {
@@ -290,6 +291,30 @@ export async function exercisePackage(path: string): Promise<Failure[]> {
     ["validateOvf", () => validateOvf(path)],
   ] as const) {
     const f = await guard(step, work);
+    if (f) failures.push(f);
+  }
+  if (/\.ova$/i.test(path)) {
+    // unpack writes files named by the archive: whatever it holds, nothing may land outside the target
+    const sandbox = join(dirname(path), "unpack-sandbox");
+    const target = join(sandbox, "target");
+    mkdirSync(sandbox, { recursive: true });
+    const f = await guard("unpackOva", async () => {
+      try {
+        await unpackOva(path, target, { verify: false });
+      } finally {
+        const outside = readdirSync(sandbox).filter((name) => name !== "target");
+        const nested = existsSync(target) ? readdirSync(target, { recursive: true }).map(String) : [];
+        const escaped = nested.filter(
+          (name) => name.includes("/") || name.includes("\\") || name.startsWith("."),
+        );
+        rmSync(sandbox, { recursive: true, force: true });
+        if (outside.length > 0 || escaped.length > 0) {
+          throw new Error(
+            `unpack wrote outside its folder or into subfolders: ${[...outside, ...escaped].join(", ")}`,
+          );
+        }
+      }
+    });
     if (f) failures.push(f);
   }
   return failures;
