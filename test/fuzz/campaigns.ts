@@ -6,6 +6,7 @@ import { corpusOvfFiles } from "../ovf/corpus-files.js";
 import {
   type CaseResult,
   corpusSeeds,
+  type DiskExercise,
   type DiskFormatName,
   type DiskSeed,
   exerciseDescriptor,
@@ -113,7 +114,7 @@ export async function runDiskCampaign(
   cases: number,
   masterSeed: number,
   root: string,
-  onCase?: (done: number) => void,
+  exercise?: DiskExercise,
 ): Promise<CampaignResult> {
   const seeds = await diskSeeds(format, root);
   const workspaces = seeds.map((seed) => new SeedWorkspace(seed, join(root, "seeds")));
@@ -124,10 +125,9 @@ export async function runDiskCampaign(
   takeOutcomes();
   for (let i = 0; i < cases; i++) {
     const workspace = workspaces[i % workspaces.length]!;
-    const outcome: CaseResult = await workspace.runCase(rng.u32(), workDir);
+    const outcome: CaseResult = await workspace.runCase(rng.u32(), workDir, exercise);
     result.cases++;
     if (outcome.failures.length > 0) result.failures.push(outcome);
-    onCase?.(result.cases);
   }
   result.outcomes = takeOutcomes();
   return result;

@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import {
   closeSync,
@@ -28,6 +29,7 @@ import { verifyPackage } from "../../src/ovf/ova.js";
 import { unpackOva } from "../../src/ovf/pack.js";
 import { validateDescriptor, validateOvf } from "../../src/ovf/validate.js";
 import { formatSize } from "../../src/util/size.js";
+import { BIN } from "../helpers/cli.js";
 import {
   CORPUS_DISKS,
   type ExpectedImage,
@@ -266,6 +268,50 @@ export async function exerciseDisk(path: string, rng: Rng, workDir: string): Pro
   return failures;
 }
 
+export type DiskExercise = (path: string, rng: Rng, workDir: string) => Promise<Failure[]>;
+
+/** Exit statuses each CLI command documents (check: 0 clean, 1 could not check, 2 corrupt, 3 leaks). */
+const CLI_EXITS: Record<string, number[]> = { info: [0, 1], map: [0, 1], check: [0, 1, 2, 3] };
+
+/**
+ * The real CLI (bin/ovfkit, a subprocess) on one file: `info`, `map` and
+ * `check` with JSON output. A failure is an "internal error" (the CLI's
+ * wording for a non-OvfkitError), an undocumented exit status, unparsable
+ * JSON, or a run over the step budget.
+ */
+export async function exerciseCli(path: string): Promise<Failure[]> {
+  const failures: Failure[] = [];
+  for (const command of ["info", "map", "check"]) {
+    const result = spawnSync(process.execPath, [BIN, command, "--output", "json", path], {
+      encoding: "utf8",
+      timeout: STEP_BUDGET_MS,
+      maxBuffer: 256 * 1024 * 1024,
+    });
+    const step = `cli ${command}`;
+    countOutcome(`${step}:${result.status}`);
+    if (result.error || result.status === null) {
+      failures.push({ step, kind: "timeout", detail: String(result.error ?? result.signal) });
+    } else if (/internal error/.test(result.stderr) || !CLI_EXITS[command]!.includes(result.status)) {
+      failures.push({
+        step,
+        kind: "exception",
+        detail: `exit ${result.status}: ${result.stderr.slice(0, 2000)}`,
+      });
+    } else {
+      try {
+        JSON.parse(result.stdout);
+      } catch {
+        failures.push({
+          step,
+          kind: "exception",
+          detail: `exit ${result.status}, stdout is not JSON: ${result.stdout.slice(0, 200)}`,
+        });
+      }
+    }
+  }
+  return failures;
+}
+
 /** The OVF paths on one descriptor text: layers 1-4, sometimes with a target profile. */
 export async function exerciseDescriptor(text: string, rng: Rng, file: string): Promise<Failure[]> {
   const profiles = rng.bool(0.3) ? [rng.pick(["vsphere", "virtualbox", "aws", "azure", "ovirt"])] : [];
@@ -451,8 +497,12 @@ export class SeedWorkspace {
     return join(this.dir, this.seed.primary);
   }
 
-  /** Mutates one file of the seed, runs every reader path, restores the file. */
-  async runCase(caseSeed: number, workDir: string): Promise<CaseResult> {
+  /** Mutates one file of the seed, runs every reader path (or `exercise`), restores the file. */
+  async runCase(
+    caseSeed: number,
+    workDir: string,
+    exercise: DiskExercise = exerciseDisk,
+  ): Promise<CaseResult> {
     const rng = new Rng(caseSeed);
     const targets = this.seed.files.filter((f) => f.layout);
     const file = rng.pick(targets);
@@ -466,7 +516,7 @@ export class SeedWorkspace {
     const path = join(this.dir, file.name);
     applyToFile(path, t);
     try {
-      const failures = await exerciseDisk(this.primaryPath, rng, workDir);
+      const failures = await exercise(this.primaryPath, rng, workDir);
       if (failures.length > 0) saveRegression(this.seed, file.name, t, caseSeed, mutations, failures);
       return { seed: this.seed.id, caseSeed, target: file.name, mutations, failures };
     } finally {

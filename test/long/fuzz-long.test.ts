@@ -7,7 +7,7 @@ import {
   runDiskCampaign,
   runPackageCampaign,
 } from "../fuzz/campaigns.js";
-import { rssGrowthMiB } from "../fuzz/harness.js";
+import { exerciseCli, rssGrowthMiB } from "../fuzz/harness.js";
 import { corpusSkipReason } from "../helpers/corpus.js";
 import { tempDir } from "../helpers/tmp.js";
 
@@ -20,6 +20,8 @@ import { tempDir } from "../helpers/tmp.js";
 const CASES = Number(process.env.OVFKIT_FUZZ_CASES ?? 5000);
 const SEED = Number(process.env.OVFKIT_FUZZ_SEED ?? 1);
 const RSS_BOUND_MIB = 600;
+/** CLI cases cost a subprocess each (~0.3 s): fewer of them. */
+const CLI_CASES = Number(process.env.OVFKIT_FUZZ_CLI_CASES ?? Math.min(CASES, 200));
 
 function report(label: string, result: CampaignResult, baseline: number): void {
   dumpFailures(label, result);
@@ -27,6 +29,7 @@ function report(label: string, result: CampaignResult, baseline: number): void {
   console.log(
     `[fuzz-long] ${label}: ${result.cases} cases, ${result.failures.length} failures, rss +${growth.toFixed(0)} MiB`,
   );
+  console.log(`[fuzz-long] ${label} outcomes: ${result.outcomes.map(([k, n]) => `${k}=${n}`).join(" ")}`);
   expect(result.failures.length, describeFailures(result)).toBe(0);
   expect(growth).toBeLessThan(RSS_BOUND_MIB);
 }
@@ -38,6 +41,17 @@ describe.skipIf(corpusSkipReason !== "")(`fuzz (long): ${CASES} cases per format
       report(
         format,
         await runDiskCampaign(format, CASES, SEED, tempDir(`ovfkit-fuzzl-${format}-`)),
+        baseline,
+      );
+    });
+  }
+  for (const format of ["vpc", "vhdx", "vmdk", "qcow2"] as const) {
+    it(`${format} through the real CLI (info, map, check --output json): ${CLI_CASES} cases`, async () => {
+      const baseline = process.memoryUsage().rss;
+      const root = tempDir(`ovfkit-fuzzcli-${format}-`);
+      report(
+        `cli-${format}`,
+        await runDiskCampaign(format, CLI_CASES, SEED + 1, root, exerciseCli),
         baseline,
       );
     });
