@@ -1,5 +1,6 @@
 import type { Argv, CommandModule } from "yargs";
 import { type BootResult, bootTest } from "../runtime/boot.js";
+import { qemuBootTest } from "../runtime/engines/qemu.js";
 import { printJson, runCommand } from "./common.js";
 
 type BootOutput = "human" | "json" | "junit";
@@ -14,6 +15,8 @@ interface BootArgs {
   console?: string;
   apic: boolean;
   f?: string;
+  "disk-bus": "virtio" | "ide";
+  engine: "ovfkit" | "qemu";
 }
 
 function xmlEscape(text: string): string {
@@ -104,6 +107,16 @@ export const bootCommand: CommandModule<object, BootArgs> = {
         console: { type: "string", describe: "write the whole serial console to this file" },
         apic: { type: "boolean", default: false, describe: "add a local APIC, an I/O APIC and an MP table" },
         f: { alias: "format", type: "string", describe: "disk format; detected if omitted" },
+        "disk-bus": {
+          choices: ["virtio", "ide"] as const,
+          default: "virtio" as const,
+          describe: "the controller the boot disk sits on (virtio-blk or legacy IDE)",
+        },
+        engine: {
+          choices: ["ovfkit", "qemu"] as const,
+          default: "ovfkit" as const,
+          describe: "ovfkit: the embedded PC; qemu: qemu-system-x86_64 -accel tcg (timeout in host seconds)",
+        },
       })
       .example("$0 boot disk.vmdk --expect 'login:' --timeout 60", "pass when the login prompt appears")
       .example("$0 boot disk.vhd --output junit > boot.xml", "a JUnit report for CI") as Argv<BootArgs>,
@@ -120,7 +133,8 @@ export const bootCommand: CommandModule<object, BootArgs> = {
         const onSignal = () => controller.abort();
         process.once("SIGINT", onSignal);
         try {
-          const result = await bootTest(args.target, {
+          const result = await (args.engine === "qemu" ? qemuBootTest : bootTest)(args.target, {
+            diskBus: args["disk-bus"],
             expect: args.expect,
             timeoutSeconds: args.timeout,
             wallTimeoutSeconds: args["wall-timeout"],

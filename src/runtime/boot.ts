@@ -12,6 +12,7 @@ import { parseOvf, readOvf } from "../ovf/parse.js";
 import { parseHostResource } from "../ovf/rules/references.js";
 import { X86Cpu } from "./cpu/cpu.js";
 import { DEFAULT_MEMORY_MIB, Machine, type MachineStop, type MachineStopKind } from "./machine.js";
+import { consoleFailure } from "./verdict.js";
 
 /**
  * The boot test: boot a disk in the embedded PC, watch the serial console
@@ -41,6 +42,8 @@ export interface BootTestOptions {
   wallTimeoutSeconds?: number;
   /** Guest RAM in MiB (default 128). */
   memoryMiB?: number;
+  /** The controller the boot disk sits on for the guest's drivers (default virtio). */
+  diskBus?: "virtio" | "ide";
   /** Disk format, when detection should be skipped. */
   format?: string;
   /** Receives each serial byte as the guest sends it (the live console). */
@@ -196,6 +199,8 @@ function verdictOf(stop: MachineStop, consoleText: string): BootVerdict {
     cancelled: "cancelled",
   };
   const verdict = map[stop.kind];
+  const failure = verdict === "passed" ? undefined : consoleFailure(consoleText);
+  if (failure) return failure.verdict;
   if (verdict !== "passed" && PANIC_PATTERN.test(consoleText)) return "kernel-panic";
   return verdict;
 }
@@ -237,6 +242,7 @@ export async function bootTest(target: string, options: BootTestOptions = {}): P
       createCpu: (host) => new X86Cpu(host),
       nsPerInstruction: options.nsPerInstruction,
       apic: options.apic,
+      diskBus: options.diskBus ?? "virtio",
       onSerial: (byte) => {
         pending.push(byte);
         if (byte === 0x0a || pending.length >= 4096) flush();
@@ -264,11 +270,13 @@ export async function bootTest(target: string, options: BootTestOptions = {}): P
     const cleanEnd = verdict === "guest-reset";
     const panic = consoleText.match(PANIC_PATTERN)?.[0];
     const instructions = machine.cpu.instructions;
+    // DRIVER_OK on the boot disk is the portability signal: every verdict says how far the driver got.
+    const diskNote = machine.diskController ? `; disk: ${machine.diskController.describe()}` : "";
     const result: BootResult = {
       target,
       verdict,
       passed: verdict === "passed" || (options.expect === undefined && cleanEnd),
-      detail: verdict === "kernel-panic" && panic ? panic : stop.detail,
+      detail: `${verdict === "no-root-device" ? (consoleFailure(consoleText)?.line ?? stop.detail) : verdict === "kernel-panic" && panic ? panic : stop.detail}${diskNote}`,
       expect: options.expect ?? null,
       instructions,
       virtualSeconds: machine.clock.now() / 1e9,

@@ -8,6 +8,7 @@ import { LAPIC_SIZE, LocalApic } from "./devices/apic.js";
 import { IOAPIC_BASE, LAPIC_BASE } from "./devices/apic-constants.js";
 import { type TimedDevice, VirtualClock } from "./devices/clock.js";
 import { I8042 } from "./devices/i8042.js";
+import { attachIde, type IdeController } from "./devices/ide.js";
 import { IOAPIC_SIZE, IoApic } from "./devices/ioapic.js";
 import { PciBus } from "./devices/pci.js";
 import { PicPair } from "./devices/pic.js";
@@ -16,6 +17,8 @@ import { Rtc } from "./devices/rtc.js";
 import { SystemPorts } from "./devices/system-ports.js";
 import { Uart16550 } from "./devices/uart.js";
 import { VgaText } from "./devices/vga.js";
+import { attachVirtioBlk } from "./devices/virtio-blk.js";
+import type { VirtioPciDevice } from "./devices/virtio-pci.js";
 import { CowOverlay } from "./disk-overlay.js";
 
 /**
@@ -48,6 +51,8 @@ export interface MachineOptions {
   epochMs?: number;
   /** Every byte the guest sends to COM1, as it is sent. */
   onSerial?: (byte: number) => void;
+  /** A disk controller for the guest's own drivers (virtio-blk or legacy IDE); the BIOS reads the disk either way. */
+  diskBus?: "virtio" | "ide";
   /**
    * Adds a local APIC, an I/O APIC and an MP table (default off: the guest
    * runs on the 8259 pair). The CPU then reports APIC in CPUID.
@@ -145,6 +150,8 @@ export class Machine implements CpuHost, BiosMachine {
   readonly cpu: Cpu;
   /** The boot disk behind its copy-on-write overlay. */
   readonly disk: CowOverlay | undefined;
+  /** The disk controller of `diskBus` (its `describe()` says how far the guest's driver got). */
+  readonly diskController: VirtioPciDevice | IdeController | undefined;
   /** With `apic`, the CPU reports a local APIC in CPUID. */
   readonly hasLocalApic: boolean;
   readonly apicEnabled: boolean;
@@ -198,6 +205,10 @@ export class Machine implements CpuHost, BiosMachine {
     this.pci.register(this.io);
     this.vga = new VgaText(this.memory);
     this.vga.register(this.io);
+    if (this.disk && options.diskBus) {
+      this.diskController =
+        options.diskBus === "ide" ? attachIde(this, this.disk) : attachVirtioBlk(this, this.disk);
+    }
     this.timed = this.lapic ? [this.pit, this.rtc, this.lapic] : [this.pit, this.rtc];
     this.bios = new Bios(this);
     this.cpu = options.createCpu(this);
@@ -358,6 +369,9 @@ export class Machine implements CpuHost, BiosMachine {
       const target = Math.min(this.nextEventNs(), maxVirtualNs);
       const budget = Math.max(1, Math.min(MAX_BATCH, this.clock.instructionsUntil(target)));
       const stop = this.cpu.run(budget);
+      // A disk controller ends the batch when the guest starts I/O: finish it before the next instruction.
+      const diskIo = this.diskController?.settle();
+      if (diskIo) await diskIo;
       this.advanceDevices();
       const result = await this.handleStop(stop, maxVirtualNs);
       if (result) return result;

@@ -577,7 +577,7 @@ export function attachIde(host: DiskControllerHost, disk: DiskReader | DiskWrite
   const ide = new IdeController({
     io: host.io,
     pci: host.pci,
-    irq: host.pic.line(PRIMARY_IRQ),
+    irq: host.isaLine(PRIMARY_IRQ),
     disk,
     requestStop: () => stopHostCpu(host, "IDE I/O"),
   });

@@ -241,7 +241,7 @@ export function attachVirtioBlk(
     io: host.io,
     pci: host.pci,
     slot: VIRTIO_BLK_SLOT,
-    irqLine: (irq) => host.pic.line(irq),
+    irqLine: (irq) => host.isaLine(irq),
     ioBase: VIRTIO_BLK_IO_BASE,
     mmioBase: options.legacyOnly ? undefined : VIRTIO_BLK_MMIO_BASE,
     now: () => host.clock.now(),

@@ -108,7 +108,8 @@ export interface DiskControllerHost {
   memory: MemoryBus;
   io: IoBus;
   pci: PciBus;
-  pic: { line(irq: number): IrqLine };
+  /** ISA IRQ `irq` as the machine wires it (8259 pair, and the I/O APIC when present). */
+  isaLine(irq: number): IrqLine;
   clock: { now(): number };
   /** The CPU; `requestStop` (when it has one) ends its batch at the next instruction boundary. */
   cpu: object;

@@ -34,8 +34,6 @@ const CONSOLE_LIMIT = 4 * 1024 * 1024;
 export interface QemuBootOptions extends BootTestOptions {
   /** The emulator (default qemu-system-x86_64; qemu-system-i386 for 32-bit only guests). */
   qemuBinary?: string;
-  /** How the disk is attached: if=virtio (default) or if=ide. */
-  diskBus?: "virtio" | "ide";
 }
 
 /** Whether `binary` can be run (it answers --version). */
