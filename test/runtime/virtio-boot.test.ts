@@ -2,6 +2,7 @@ import { basename, join, resolve } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { bootTest } from "../../src/runtime/boot.js";
 import { qemuBootTest } from "../../src/runtime/engines/qemu.js";
+import { ovfkit } from "../helpers/cli.js";
 import { tempDir } from "../helpers/tmp.js";
 import { run, skipReason } from "../helpers/tools.js";
 import { reportLines } from "./qemu.js";
@@ -106,4 +107,50 @@ describe.skipIf(noNasm)("a real-mode driver program on each disk bus", () => {
     expect(result.verdict).toBe("no-root-device");
     expect(result.detail).toBe("APPLIANCE-BOOT-FAIL no-root-device");
   });
+
+  it("ovfkit boot --disk-bus ide: exit 0 and a JSON report whose detail shows the IDE commands", () => {
+    const out = ovfkit([
+      "boot",
+      image,
+      "-f",
+      "raw",
+      "--disk-bus",
+      "ide",
+      "--expect",
+      "DONE",
+      "--timeout",
+      "5",
+      "--output",
+      "json",
+    ]);
+    expect(out.status, out.stderr).toBe(0);
+    const report = JSON.parse(out.stdout) as { verdict: string; detail: string };
+    expect(report.verdict).toBe("passed");
+    expect(report.detail).toMatch(/disk: IDE commands 0xec×1 0x20×2 0x30×1/);
+  });
+
+  it.skipIf(noQemu)(
+    "ovfkit boot --engine qemu: exit 1 and verdict no-root-device; a bad --engine is a usage error",
+    () => {
+      const out = ovfkit([
+        "boot",
+        noRoot,
+        "-f",
+        "raw",
+        "--engine",
+        "qemu",
+        "--expect",
+        "APPLIANCE-BOOT-OK",
+        "--timeout",
+        "30",
+        "--output",
+        "json",
+      ]);
+      expect(out.status, out.stderr).toBe(1);
+      expect((JSON.parse(out.stdout) as { verdict: string }).verdict).toBe("no-root-device");
+      const bad = ovfkit(["boot", noRoot, "--engine", "bochs"]);
+      expect(bad.status).not.toBe(0);
+      expect(bad.stderr).toMatch(/engine/);
+    },
+  );
 });
