@@ -196,6 +196,7 @@ export async function runPackageCampaign(
   cases: number,
   masterSeed: number,
   root: string,
+  exercise: (path: string) => Promise<Failure[]> = exercisePackage,
 ): Promise<CampaignResult> {
   const seeds = await packageSeeds(root);
   const rng = new Rng(masterSeed);
@@ -209,7 +210,7 @@ export async function runPackageCampaign(
     rmSync(work, { recursive: true, force: true });
     mkdirSync(work, { recursive: true });
     const { path, bytes, mutations } = mutatePackage(caseRng, seed, work);
-    const failures = await exercisePackage(path);
+    const failures = await exercise(path);
     result.cases++;
     if (failures.length > 0) {
       result.failures.push({ caseSeed, seed: seed.id, mutations, failures });

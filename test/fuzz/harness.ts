@@ -325,6 +325,47 @@ export async function exerciseCli(path: string): Promise<Failure[]> {
   return failures;
 }
 
+/** Exit statuses of verify (0 ok, 1 problems, 2 could not run) and validate (0, 1 errors, 2 could not run). */
+const PACKAGE_CLI_EXITS = [0, 1, 2];
+
+/** `ovfkit verify` and `ovfkit validate` with JSON (and SARIF) output on one package, in a subprocess. */
+export async function exercisePackageCli(path: string): Promise<Failure[]> {
+  const failures: Failure[] = [];
+  for (const args of [
+    ["verify", "--output", "json"],
+    ["validate", "--output", "json"],
+    ["validate", "--output", "sarif"],
+  ]) {
+    const step = `cli ${args.join(" ")}`;
+    const result = spawnSync(process.execPath, [BIN, ...args, path], {
+      encoding: "utf8",
+      timeout: STEP_BUDGET_MS,
+      maxBuffer: 256 * 1024 * 1024,
+    });
+    countOutcome(`${step}:${result.status}`);
+    if (result.error || result.status === null) {
+      failures.push({ step, kind: "timeout", detail: String(result.error ?? result.signal) });
+    } else if (/internal error/.test(result.stderr) || !PACKAGE_CLI_EXITS.includes(result.status)) {
+      failures.push({
+        step,
+        kind: "exception",
+        detail: `exit ${result.status}: ${result.stderr.slice(0, 2000)}`,
+      });
+    } else {
+      try {
+        JSON.parse(result.stdout);
+      } catch {
+        failures.push({
+          step,
+          kind: "exception",
+          detail: `exit ${result.status}, stdout is not JSON: ${result.stdout.slice(0, 300)}`,
+        });
+      }
+    }
+  }
+  return failures;
+}
+
 /** The OVF paths on one descriptor text: layers 1-4, sometimes with a target profile. */
 export async function exerciseDescriptor(text: string, rng: Rng, file: string): Promise<Failure[]> {
   const profiles = rng.bool(0.3) ? [rng.pick(["vsphere", "virtualbox", "aws", "azure", "ovirt"])] : [];

@@ -7,7 +7,7 @@ import {
   runDiskCampaign,
   runPackageCampaign,
 } from "../fuzz/campaigns.js";
-import { exerciseCli, rssGrowthMiB } from "../fuzz/harness.js";
+import { exerciseCli, exercisePackageCli, rssGrowthMiB } from "../fuzz/harness.js";
 import { corpusSkipReason } from "../helpers/corpus.js";
 import { tempDir } from "../helpers/tmp.js";
 
@@ -21,7 +21,7 @@ const CASES = Number(process.env.OVFKIT_FUZZ_CASES ?? 5000);
 const SEED = Number(process.env.OVFKIT_FUZZ_SEED ?? 1);
 const RSS_BOUND_MIB = 600;
 /** CLI cases cost a subprocess each (~0.3 s): fewer of them. */
-const CLI_CASES = Number(process.env.OVFKIT_FUZZ_CLI_CASES ?? Math.min(CASES, 200));
+const CLI_CASES = Number(process.env.OVFKIT_FUZZ_CLI_CASES ?? Math.min(CASES, 100));
 
 function report(label: string, result: CampaignResult, baseline: number): void {
   dumpFailures(label, result);
@@ -56,6 +56,11 @@ describe.skipIf(corpusSkipReason !== "")(`fuzz (long): ${CASES} cases per format
       );
     });
   }
+  it(`packages through the real CLI (verify, validate --output json/sarif): ${CLI_CASES} cases`, async () => {
+    const baseline = process.memoryUsage().rss;
+    const root = tempDir("ovfkit-fuzzcli-pkg-");
+    report("cli-package", await runPackageCampaign(CLI_CASES, SEED + 1, root, exercisePackageCli), baseline);
+  });
   it("OVF descriptors", async () => {
     const baseline = process.memoryUsage().rss;
     report("ovf", await runDescriptorCampaign(CASES, SEED), baseline);
