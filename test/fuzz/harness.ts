@@ -229,7 +229,13 @@ export async function exerciseDisk(path: string, rng: Rng, workDir: string): Pro
         }
         for (const [offset, length] of ranges) await reader.read(offset, length);
         if (size <= CONVERT_MAX_VIRTUAL && rng.bool(CONVERT_PROBABILITY)) {
-          await convert(reader, join(workDir, "converted.raw"), { format: "raw", overwrite: true });
+          // mostly raw; sometimes every writer, fed by a reader of a damaged image
+          const format = rng.pick(["raw", "raw", "raw", "qcow2", "vpc", "vmdk", "vhdx"]);
+          await convert(reader, join(workDir, `converted.${format}`), {
+            format,
+            overwrite: true,
+            threads: 1,
+          });
           countOutcome("converted");
         }
       } finally {
@@ -264,7 +270,8 @@ export async function exerciseDisk(path: string, rng: Rng, workDir: string): Pro
       countOutcome(report.findings.length > 0 ? "check:findings" : "check:clean");
     }),
   );
-  rmSync(join(workDir, "converted.raw"), { force: true });
+  for (const name of readdirSync(workDir))
+    if (name.includes("converted.")) rmSync(join(workDir, name), { force: true });
   return failures;
 }
 
