@@ -1,6 +1,6 @@
 import type { Argv, CommandModule } from "yargs";
 import { type Extent, openDisk } from "../formats/index.js";
-import { formatOption, type OutputMode, openOptionsFrom, outputOption, runCommand } from "./common.js";
+import { formatOption, type OutputMode, openOptionsFrom, outputOption, reportError, runCommand } from "./common.js";
 
 interface MapArgs {
   file: string;
@@ -55,11 +55,18 @@ export const mapCommand: CommandModule<object, MapArgs> = {
         const reader = await openDisk(args.file, openOptionsFrom(args));
         try {
           if (args.output === "json") {
+            // Streamed (a map can have millions of entries); an error part-way still closes the
+            // array so stdout stays valid JSON, and goes to stderr with exit 1.
             let first = true;
             process.stdout.write("[");
-            for await (const extent of reader.map()) {
-              process.stdout.write(`${first ? "" : ","}\n  ${JSON.stringify(mapEntry(extent))}`);
-              first = false;
+            try {
+              for await (const extent of reader.map()) {
+                process.stdout.write(`${first ? "" : ","}\n  ${JSON.stringify(mapEntry(extent))}`);
+                first = false;
+              }
+            } catch (error) {
+              process.stdout.write(`${first ? "" : "\n"}]\n`);
+              return reportError(error, "human");
             }
             process.stdout.write(`${first ? "" : "\n"}]\n`);
           } else {
