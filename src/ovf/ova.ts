@@ -1,6 +1,6 @@
 import { createReadStream } from "node:fs";
-import { open, readFile, stat } from "node:fs/promises";
-import { basename, dirname, extname, join } from "node:path";
+import { open, readFile, realpath, stat } from "node:fs/promises";
+import { basename, dirname, extname, join, sep } from "node:path";
 import { asOvfkitError, isOvfkitError, OvfkitError } from "../errors.js";
 import { type CertificateReport, parseCertificateFile, verifyCertificate } from "./cert.js";
 import {
@@ -100,6 +100,26 @@ export function checkHref(href: string, file?: string): void {
       );
     }
     throw error;
+  }
+}
+
+/**
+ * Refuses a referenced file of an OVF folder that resolves outside the
+ * folder through a symbolic link (`disk.vmdk -> ~/.ssh/id_rsa`): packing
+ * or hashing it would carry a file that is not part of the package.
+ */
+export async function checkInsideFolder(folder: string, name: string, file?: string): Promise<void> {
+  const [root, target] = await Promise.all([realpath(folder), realpath(join(folder, name))]).catch(() => [
+    undefined,
+    undefined,
+  ]);
+  if (root === undefined || target === undefined) return; // missing files are reported by the callers
+  if (target !== root && !target.startsWith(`${root}${sep}`)) {
+    throw new OvfkitError(
+      "OVF_HREF_UNSAFE",
+      `ovf:href "${name}" is a symbolic link to ${target}, outside the package folder`,
+      { file },
+    );
   }
 }
 
@@ -385,6 +405,12 @@ async function collectOvfFolder(path: string, options: VerifyOptions): Promise<C
     const full = join(folder, name);
     const info = await stat(full).catch(() => undefined);
     if (!info?.isFile()) continue;
+    try {
+      await checkInsideFolder(folder, name, path);
+    } catch (error) {
+      collected.findings.push(errorFinding(asOvfkitError(error, path)));
+      continue;
+    }
     const record: PackageMember = { name, size: info.size, digests: {} };
     const algorithm = algorithmOf.get(name);
     if (algorithm) {

@@ -25,6 +25,7 @@ import {
   analysePackage,
   type CollectedPackage,
   checkHref,
+  checkInsideFolder,
   chunkName,
   hashSmall,
   type PackageMember,
@@ -105,6 +106,7 @@ async function plannedMembers(
         const name = chunkName(file.href, i);
         const info = await stat(join(folder, name)).catch(() => undefined);
         if (!info) break;
+        await checkInsideFolder(folder, name, descriptorFile);
         members.push({
           name,
           source: join(folder, name),
@@ -137,6 +139,7 @@ async function plannedMembers(
     });
     if (!info.isFile())
       throw new OvfkitError("OVF_FILE_MISSING", `${file.href} is not a regular file`, where);
+    await checkInsideFolder(folder, file.href, descriptorFile);
     checkDeclaredSize(file.size, info.size, file.href, where);
     members.push({ name: file.href, source: path, start: 0, size: info.size, mtime: mtime(info.mtime) });
   }

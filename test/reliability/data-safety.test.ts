@@ -90,12 +90,17 @@ describe("SIGKILL at random moments: the destination is absent or complete", () 
         if (existsSync(dest)) {
           complete++;
           expect(ovfkit(["check", dest]).status, `${dest} after a kill is not a clean image`).toBe(0);
-          expect(ovfkit(["compare", source, dest]).status, `${dest} after a kill differs from the source`).toBe(0);
+          expect(
+            ovfkit(["compare", source, dest]).status,
+            `${dest} after a kill differs from the source`,
+          ).toBe(0);
           rmSync(dest);
         }
       }
     }
-    console.log(`[kill] convert: ${RUNS * 3} kills, ${complete} complete destinations, ${strayTemps} stray temp files (SIGKILL allows no clean-up)`);
+    console.log(
+      `[kill] convert: ${RUNS * 3} kills, ${complete} complete destinations, ${strayTemps} stray temp files (SIGKILL allows no clean-up)`,
+    );
   }, 300_000);
 
   it(`pack (${RUNS} kills)`, async () => {
@@ -245,27 +250,31 @@ describe("disk full", () => {
   const reason = mountSmallTmpfs(full);
   if (reason) console.warn(`[skip] disk-full tests: ${reason}`);
 
-  it.skipIf(reason !== "")("convert and pack onto a 4 MiB file system: NO_SPACE, nothing left behind", () => {
-    try {
-      const source = join(root, "source.raw");
-      writeSource(source, 16 * MiB, 11); // 8 MiB of incompressible data: cannot fit in 4 MiB
-      for (const format of ["raw", "qcow2", "vpc", "vmdk", "vhdx"]) {
-        const result = ovfkit(["convert", "-O", format, source, join(full, `out.${format}`)]);
-        expect(result.status, `convert -O ${format}`).not.toBe(0);
-        expect(result.stderr).toMatch(/ovfkit: NO_SPACE: /);
-        expect(readdirSync(full), `after convert -O ${format}`).toEqual([]);
+  it.skipIf(reason !== "")(
+    "convert and pack onto a 4 MiB file system: NO_SPACE, nothing left behind",
+    () => {
+      try {
+        const source = join(root, "source.raw");
+        writeSource(source, 16 * MiB, 11); // 8 MiB of incompressible data: cannot fit in 4 MiB
+        for (const format of ["raw", "qcow2", "vpc", "vmdk", "vhdx"]) {
+          const result = ovfkit(["convert", "-O", format, source, join(full, `out.${format}`)]);
+          expect(result.status, `convert -O ${format}`).not.toBe(0);
+          expect(result.stderr).toMatch(/ovfkit: NO_SPACE: /);
+          expect(readdirSync(full), `after convert -O ${format}`).toEqual([]);
+        }
+        const app = join(root, "app");
+        mkdirSync(app);
+        expect(ovfkit(["create-ovf", source, "-o", join(app, "app.ovf")]).status).toBe(0);
+        const packed = ovfkit(["pack", join(app, "app.ovf"), "-o", join(full, "app.ova")]);
+        expect(packed.status).not.toBe(0);
+        expect(packed.stderr).toMatch(/ovfkit: NO_SPACE: /);
+        expect(readdirSync(full)).toEqual([]);
+      } finally {
+        spawnSync("umount", [full]);
       }
-      const app = join(root, "app");
-      mkdirSync(app);
-      expect(ovfkit(["create-ovf", source, "-o", join(app, "app.ovf")]).status).toBe(0);
-      const packed = ovfkit(["pack", join(app, "app.ovf"), "-o", join(full, "app.ova")]);
-      expect(packed.status).not.toBe(0);
-      expect(packed.stderr).toMatch(/ovfkit: NO_SPACE: /);
-      expect(readdirSync(full)).toEqual([]);
-    } finally {
-      spawnSync("umount", [full]);
-    }
-  }, 120_000);
+    },
+    120_000,
+  );
 });
 
 // keep the corpus reference visible to readers: inputs above come from it

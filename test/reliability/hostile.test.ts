@@ -1,4 +1,12 @@
-import { appendFileSync, mkdirSync, readFileSync, truncateSync, writeFileSync } from "node:fs";
+import {
+  appendFileSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  symlinkSync,
+  truncateSync,
+  writeFileSync,
+} from "node:fs";
 import { basename, join } from "node:path";
 import { constants, deflateRawSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
@@ -336,6 +344,48 @@ describe("OVF hrefs that leave the package or name a URL", () => {
     });
   }
 });
+
+/**
+ * Found by this suite (fixed in src/ovf/ova.ts + pack.ts): an OVF folder whose disk is a
+ * symbolic link to a file elsewhere (`disk.vmdk -> ~/.ssh/id_rsa`) was packed into the OVA and
+ * verified as OK — a downloaded folder could make `ovfkit pack` carry any readable file.
+ */
+describe("OVF folder hrefs that are symbolic links", () => {
+  it("a link leaving the folder: pack refuses (OVF_HREF_UNSAFE), verify reports it; a link inside is fine", async () => {
+    const root = join(dir, "symlinks");
+    const app = join(root, "app");
+    mkdirSync(app, { recursive: true });
+    const secret = join(root, "secret.vmdk");
+    writeFileSync(secret, "not part of the package");
+    writeFileSync(join(app, "app.ovf"), envelopeWithHref("disk.vmdk", 23));
+    symlinkSync(secret, join(app, "disk.vmdk"));
+    await expect(packOva(join(app, "app.ovf"), join(root, "out.ova"))).rejects.toMatchObject({
+      code: "OVF_HREF_UNSAFE",
+    });
+    expect(existsSync(join(root, "out.ova"))).toBe(false);
+    const report = await verifyPackage(join(app, "app.ovf"));
+    expect(report.ok).toBe(false);
+    expect(report.findings.map((f) => f.code)).toContain("OVF_HREF_UNSAFE");
+    expect(report.bytesHashed).toBe(0);
+
+    const inside = join(root, "inside");
+    mkdirSync(join(inside, "store"), { recursive: true });
+    writeFileSync(join(inside, "store", "disk.vmdk"), "not part of the package");
+    writeFileSync(join(inside, "app.ovf"), envelopeWithHref("disk.vmdk", 23));
+    symlinkSync(join("store", "disk.vmdk"), join(inside, "disk.vmdk"));
+    const packed = await packOva(join(inside, "app.ovf"), join(root, "inside.ova"));
+    expect(packed).toBeDefined();
+  });
+});
+
+function envelopeWithHref(href: string, size: number): string {
+  return `<?xml version="1.0" encoding="UTF-8"?>
+<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1">
+  <References><File ovf:id="file1" ovf:href="${href}" ovf:size="${size}"/></References>
+  <VirtualSystem ovf:id="vm"><Info>vm</Info></VirtualSystem>
+</Envelope>
+`;
+}
 
 describe("XML bombs not covered by the OVF owner's tests", () => {
   it("a 40 MiB attribute value is refused by size, not parsed", async () => {
