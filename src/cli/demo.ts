@@ -15,6 +15,7 @@ import {
 } from "../formats/index.js";
 import { formatSize } from "../util/size.js";
 import { runCommand } from "./common.js";
+import { applianceStep } from "./demo-appliance.js";
 
 /**
  * `ovfkit demo`: the toolkit's main job end to end on a small disk it makes
@@ -190,7 +191,7 @@ const convertBetweenFormatsStep: DemoStep = {
 };
 
 /** The demo, in order. Append steps here (one import + one entry). */
-export const DEMO_STEPS: DemoStep[] = [makeSourceStep, convertBetweenFormatsStep];
+export const DEMO_STEPS: DemoStep[] = [makeSourceStep, convertBetweenFormatsStep, applianceStep];
 
 export interface DemoSummary {
   ok: number;
@@ -231,7 +232,8 @@ interface DemoArgs {
 
 export const demoCommand: CommandModule<object, DemoArgs> = {
   command: "demo",
-  describe: "make a small disk, convert it between every format, check and compare each",
+  describe:
+    "convert a small disk between every format, then package, validate, verify and boot a tiny appliance",
   builder: (yargs: Argv) =>
     yargs
       .options({

@@ -1,15 +1,7 @@
-import { readFileSync } from "node:fs";
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
+import { packageVersion } from "../util/package-root.js";
 import { COMMANDS } from "./commands.js";
-
-/** Version from package.json (dist/cli.js sits one folder below it). */
-function packageVersion(): string {
-  const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as {
-    version: string;
-  };
-  return pkg.version;
-}
 
 const cli = yargs(hideBin(process.argv))
   .scriptName("ovfkit")

@@ -1,8 +1,8 @@
-import { readFileSync } from "node:fs";
 import type { Argv, CommandModule } from "yargs";
 import { OvfkitError } from "../errors.js";
 import { formatJson, formatJunit, formatSarif, formatText } from "../ovf/reports/index.js";
 import { ALL_RULES, hasFailures, validateOvf } from "../ovf/validate.js";
+import { packageVersion } from "../util/package-root.js";
 import { printJson, runCommand, useColor } from "./common.js";
 
 type ValidateOutput = "text" | "json" | "junit" | "sarif";
@@ -16,16 +16,6 @@ interface ValidateArgs {
   "warnings-as-errors": boolean;
   "list-rules": boolean;
   quiet: boolean;
-}
-
-function toolVersion(): string {
-  try {
-    return (
-      JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }
-    ).version;
-  } catch {
-    return "0.0.0";
-  }
 }
 
 /** `ovfkit validate`: layered OVF validation with CI-friendly reports. Exit 0 clean, 1 errors, 2 could not run. */
@@ -97,7 +87,7 @@ export const validateCommand: CommandModule<object, ValidateArgs> = {
         });
         const failed = report.files.some((f) => hasFailures(f, args["warnings-as-errors"]));
         const exitCode = failed ? 1 : 0;
-        const version = toolVersion();
+        const version = packageVersion();
         switch (args.output) {
           case "json":
             process.stdout.write(formatJson(report, version, exitCode));

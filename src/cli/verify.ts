@@ -1,4 +1,3 @@
-import { readFileSync } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
 import type { Argv, CommandModule } from "yargs";
 import { asOvfkitError } from "../errors.js";
@@ -7,6 +6,7 @@ import { type VerifyReport, verifyPackage } from "../ovf/ova.js";
 import { formatJunit, formatSarif } from "../ovf/reports/index.js";
 import type { Finding, RuleDefinition } from "../ovf/rules/types.js";
 import type { ValidationReport } from "../ovf/validate.js";
+import { packageVersion } from "../util/package-root.js";
 import { printJson, reportError } from "./common.js";
 import { createProgress } from "./progress.js";
 
@@ -108,16 +108,6 @@ export function asValidationReport(report: VerifyReport): {
   };
 }
 
-function toolVersion(): string {
-  try {
-    return (
-      JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }
-    ).version;
-  } catch {
-    return "0.0.0";
-  }
-}
-
 /** `ovfkit verify`: manifest, certificate, References and tar layout in one streaming pass. */
 export const verifyCommand: CommandModule<object, VerifyArgs> = {
   command: "verify <package>",
@@ -169,7 +159,7 @@ export const verifyCommand: CommandModule<object, VerifyArgs> = {
         process.stdout.write(
           args.output === "junit"
             ? formatJunit(shaped, rules, { warningsAsErrors: args.strict })
-            : formatSarif(shaped, rules, { toolVersion: toolVersion(), baseDir: process.cwd() }),
+            : formatSarif(shaped, rules, { toolVersion: packageVersion(), baseDir: process.cwd() }),
         );
       } else process.stdout.write(verifyText(report));
       process.exitCode = report.ok ? VERIFY_EXIT.clean : VERIFY_EXIT.findings;
