@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import { appendFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { convert, openDisk } from "../../src/formats/index.js";
@@ -183,12 +184,46 @@ async function packageSeeds(root: string): Promise<PackageSeed[]> {
   const ova = join(root, "pkg-app.ova");
   const made = ovfkit(["create-ovf", raw, "-o", ova, "--force"]);
   if (made.status !== 0) throw new Error(`create-ovf failed: ${made.stderr}`);
-  for (const path of [ova, ...corpusOvfFiles(/\.ova$/i)]) {
+  const signed = signedCopy(ova, root);
+  for (const path of [ova, ...(signed ? [signed] : []), ...corpusOvfFiles(/\.ova$/i)]) {
     const tar = readFileSync(path);
     if (tar.length > 8 * MiB) continue;
     seeds.push({ id: path, members: readTarMembers(tar), tar });
   }
   return seeds;
+}
+
+/** The appliance signed with a throw-away RSA key (openssl), so .cert parsing is fuzzed too; undefined without openssl. */
+function signedCopy(ova: string, root: string): string | undefined {
+  const key = join(root, "sign-key.pem");
+  const cert = join(root, "sign-cert.pem");
+  const made = spawnSync(
+    "openssl",
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-keyout",
+      key,
+      "-out",
+      cert,
+      "-days",
+      "2",
+      "-subj",
+      "/CN=ovfkit fuzz",
+    ],
+    { encoding: "utf8" },
+  );
+  if (made.status !== 0) {
+    console.warn(`[skip] signed package seed: openssl failed (${made.stderr?.trim() ?? "not installed"})`);
+    return undefined;
+  }
+  const out = join(root, "pkg-app-signed.ova");
+  const result = ovfkit(["sign", ova, "--key", key, "--cert", cert, "-o", out, "--force"]);
+  if (result.status !== 0) throw new Error(`sign failed: ${result.stderr}`);
+  return out;
 }
 
 /** Mutated OVAs (tar headers, descriptor, manifest, disk) and OVF folders through verify and validate. */
@@ -251,8 +286,15 @@ function mutatePackage(
   const descriptor = members.find((m) => m.name.toLowerCase().endsWith(".ovf"));
   const manifest = members.find((m) => m.name.toLowerCase().endsWith(".mf"));
   const disk = members.find((m) => m.name.toLowerCase().endsWith(".vmdk"));
+  const certificate = members.find((m) => m.name.toLowerCase().endsWith(".cert"));
   let recomputeManifest = true;
-  if (choice < 7 && descriptor) {
+  if (certificate && choice === 4) {
+    // the signature line and the PEM blocks (a valid signature of the manifest stays valid:
+    // manifest digests are recomputed over unchanged members)
+    const mutated = mutateManifest(rng, certificate.data.toString("latin1"));
+    certificate.data = Buffer.from(mutated.text, "latin1");
+    mutations.push(...mutated.applied.map((a) => `cert:${a}`));
+  } else if (choice < 7 && descriptor) {
     const mutated = mutateXml(rng, descriptor.data.toString("utf8"));
     descriptor.data = Buffer.from(mutated.text, "utf8");
     mutations.push(...mutated.applied.map((a) => `ovf:${a}`));
