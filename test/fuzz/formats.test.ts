@@ -17,7 +17,7 @@ import { rssGrowthMiB } from "./harness.js";
  * long run (test/long/fuzz-long.test.ts) does ≥ 5,000 per format, and
  * `npm run fuzz` as many as OVFKIT_FUZZ_CASES says.
  */
-const CASES = Number(process.env.OVFKIT_FUZZ_CI_CASES ?? 200);
+const CASES = Number(process.env.OVFKIT_FUZZ_CI_CASES ?? 300);
 const SEED = Number(process.env.OVFKIT_FUZZ_SEED ?? 20261125);
 /** Growth of the resident set allowed over one campaign (seeds in memory, V8 heap settling). */
 const RSS_BOUND_MIB = 400;
