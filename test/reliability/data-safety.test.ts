@@ -222,6 +222,9 @@ describe.skipIf(corpusSkipReason !== "")("inputs are never modified", () => {
       ["verify", join(appDir, "app.ovf")],
       ["pack", join(appDir, "app.ovf"), "-o", join(out, "packed.ova")],
       ["unpack", ova, "-d", join(out, "unpacked")],
+      ["edit", ova, "-o", join(out, "edited.ova"), "--name", "renamed", "--cpus", "2"],
+      ["env", ova, "-o", join(out, "env.iso")],
+      ["create-ovf", inputs.qcow2!, inputs.vhd!, "-o", join(out, "made.ova")],
       ["boot", inputs.mbr!, "-f", "raw", "--timeout", "1", "--wall-timeout", "60"],
     ];
     const ran: string[] = [];
