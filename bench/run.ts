@@ -1,6 +1,7 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { bootSuite } from "./boot.js";
 import { diskSuite } from "./disk.js";
 import {
   type BenchCase,
@@ -22,7 +23,7 @@ import { vmdkSuite } from "./vmdk.js";
  * suite, ovfkit against its peers in the same run. To add a suite: write
  * bench/<area>.ts exporting a `BenchSuite`, import it here and add it to SUITES.
  */
-const SUITES: BenchSuite[] = [diskSuite, vmdkSuite, vhdxSuite, ovaSuite, ovfSuite];
+const SUITES: BenchSuite[] = [diskSuite, vmdkSuite, vhdxSuite, ovaSuite, ovfSuite, bootSuite];
 
 const { values } = parseArgs({
   options: {

@@ -7,6 +7,7 @@ import { build } from "esbuild";
 
 const entryPoints = { index: "src/index.ts", cli: "src/cli/main.ts" };
 if (existsSync("bench/run.ts")) entryPoints["bench/run"] = "bench/run.ts";
+if (existsSync("bench/cpu.ts")) entryPoints["bench/bench-cpu"] = "bench/cpu.ts";
 
 await build({
   entryPoints,

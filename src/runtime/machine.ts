@@ -247,12 +247,10 @@ export class Machine implements CpuHost, BiosMachine {
    * Keeps the TSC on virtual time across skips: the CPU counts it from
    * retired instructions, so without this an idle fast-forward would leave
    * it behind the PIT and RTC (and Linux's clocksource watchdog would call
-   * the TSC unstable). Uses the CPU's `tscOffset` where it has one (not
-   * part of the Cpu contract yet).
+   * the TSC unstable).
    */
   private advanceTsc(ns: number): void {
-    const cpu = this.cpu as Cpu & { tscOffset?: number };
-    if (typeof cpu.tscOffset === "number") cpu.tscOffset += ns / this.clock.nsPerInstruction;
+    this.cpu.tscOffset += ns / this.clock.nsPerInstruction;
   }
 
   hypercall(service: number, cpu: Cpu): void | Promise<void> {
@@ -300,7 +298,7 @@ export class Machine implements CpuHost, BiosMachine {
 
   /** Ends the CPU's current batch at the next instruction boundary. */
   private stopCpu(why: string): void {
-    (this.cpu as Cpu & { requestStop?: (why: string) => void }).requestStop?.(why);
+    this.cpu.requestStop(why);
   }
 
   private serialOut(byte: number): void {

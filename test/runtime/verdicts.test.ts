@@ -171,11 +171,13 @@ class ScriptedCpu implements Cpu {
   instructions = 0;
   readonly mode = "real" as const;
   a20 = true;
+  tscOffset = 0;
   constructor(
     _host: CpuHost,
     private readonly stop: StopReason,
   ) {}
   reset(): void {}
+  requestStop(): void {}
   run(maxInstructions: number): StopReason {
     this.instructions += Math.min(maxInstructions, 10);
     return this.stop;

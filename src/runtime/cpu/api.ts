@@ -76,4 +76,11 @@ export interface Cpu {
   jumpReal(cs: number, ip: number): void;
   /** One-line register dump for verdicts (`cpu-fault`). */
   describeState(): string;
+  /** Makes the current or next `run` return `{ kind: "stop", why }` (expected text seen, reset). */
+  requestStop(why: string): void;
+  /**
+   * Added to the instruction count to give the TSC: the machine advances it
+   * when it skips idle time, so the TSC stays on virtual time with the PIT.
+   */
+  tscOffset: number;
 }
