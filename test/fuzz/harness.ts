@@ -277,9 +277,6 @@ export async function exerciseDisk(path: string, rng: Rng, workDir: string): Pro
 
 export type DiskExercise = (path: string, rng: Rng, workDir: string) => Promise<Failure[]>;
 
-/** Set to false once src/cli/map.ts closes its JSON array on errors (see the open reproducer). */
-const KNOWN_MAP_JSON_BUG = true;
-
 /** Exit statuses each CLI command documents (check: 0 clean, 1 could not check, 2 corrupt, 3 leaks). */
 const CLI_EXITS: Record<string, number[]> = { info: [0, 1], map: [0, 1], check: [0, 1, 2, 3] };
 
@@ -311,16 +308,6 @@ export async function exerciseCli(path: string): Promise<Failure[]> {
       try {
         JSON.parse(result.stdout);
       } catch {
-        // fixtures/regressions/open/cli-map-json-error: an open bug of `map`, counted, not failed
-        if (
-          KNOWN_MAP_JSON_BUG &&
-          command === "map" &&
-          result.status === 1 &&
-          result.stdout.includes('"error"')
-        ) {
-          countOutcome("cli map:KNOWN_INVALID_JSON_ON_ERROR");
-          continue;
-        }
         failures.push({
           step,
           kind: "exception",
@@ -643,7 +630,7 @@ export function mutatedBytes(t: MutationTarget): Buffer {
 // regressions
 
 export interface RegressionMeta {
-  kind: "disk" | "descriptor" | "package";
+  kind: "disk" | "cli-disk" | "descriptor" | "package";
   seed: string;
   caseSeed: number;
   /** The mutated file (gzip in the regression folder), and the primary file to open. */

@@ -4,6 +4,7 @@ import { gunzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { tempDir } from "../helpers/tmp.js";
 import {
+  exerciseCli,
   exerciseDescriptor,
   exerciseDisk,
   exercisePackage,
@@ -40,9 +41,11 @@ describe("fuzz regressions replay", () => {
       const failures =
         meta.kind === "disk"
           ? await exerciseDisk(path, rng, dir)
-          : meta.kind === "descriptor"
-            ? await exerciseDescriptor(readFileSync(path, "utf8"), rng, meta.primary)
-            : await exercisePackage(path);
+          : meta.kind === "cli-disk"
+            ? await exerciseCli(path)
+            : meta.kind === "descriptor"
+              ? await exerciseDescriptor(readFileSync(path, "utf8"), rng, meta.primary)
+              : await exercisePackage(path);
       expect(failures).toEqual([]);
     });
   }
