@@ -1,4 +1,4 @@
-import { OvfkitError } from "../errors.js";
+import { asOvfkitError, OvfkitError } from "../errors.js";
 
 /**
  * The disk-reader abstraction: the one interface that carries disk data
@@ -289,4 +289,18 @@ export function grownTo(inner: DiskReader, size: number): DiskReader {
     },
     close: () => inner.close(),
   };
+}
+
+/**
+ * A `check` finding for an error that stopped the walk of a structure (a
+ * header that does not parse, a table past the end): the error's code,
+ * message and offset, as corruption unless said otherwise.
+ */
+export function findingFromError(
+  error: unknown,
+  path: string,
+  severity: CheckFinding["severity"] = "corruption",
+): CheckFinding {
+  const e = asOvfkitError(error, path);
+  return { code: e.code, severity, message: e.message, file: path, offset: e.offset };
 }

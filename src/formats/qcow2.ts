@@ -1,5 +1,5 @@
 import { existsSync, realpathSync } from "node:fs";
-import { dirname, isAbsolute, relative, resolve } from "node:path";
+import { dirname, resolve } from "node:path";
 import { inflateRawSync, constants as zlibConstants } from "node:zlib";
 import { asOvfkitError, OvfkitError } from "../errors.js";
 import {
@@ -10,11 +10,13 @@ import {
   dataChunks,
   type Extent,
   type FormatSpecificInfo,
+  findingFromError,
   isAllZero,
   mapRange,
 } from "./disk.js";
 import type { FormatDriver, OpenOptions, ProbeInput, WriteContext, WriterOptions } from "./driver.js";
 import { RandomAccessFile } from "./file.js";
+import { isInsideFolder } from "./paths.js";
 
 /**
  * qcow2 (QEMU copy-on-write v2), after qemu's docs/interop/qcow2.txt
@@ -349,11 +351,6 @@ type Piece =
   | { kind: "zero" }
   | { kind: "unallocated" };
 
-const isInside = (folder: string, path: string) => {
-  const rel = relative(folder, path);
-  return rel === "" || (!rel.startsWith("..") && !isAbsolute(rel));
-};
-
 /** Maps qcow2's backing-format names to ours (qemu calls VHD "vpc"). */
 const BACKING_FORMATS: Record<string, string> = {
   vpc: "vpc",
@@ -407,7 +404,7 @@ async function openBacking(layout: Qcow2Layout, options: OpenOptions): Promise<D
       file,
       layout.header.backingFileOffset,
     );
-  if (!options.allowParentOutside && !isInside(overlayDir, real)) {
+  if (!options.allowParentOutside && !isInsideFolder(overlayDir, real)) {
     fail(
       "QCOW2_BACKING_OUTSIDE",
       `the backing file ${real} is outside the image's folder (allow it with --allow-parent-outside)`,
@@ -690,14 +687,7 @@ export async function checkQcow2(path: string): Promise<CheckReport> {
     try {
       layout = await loadQcow2Layout(file);
     } catch (error) {
-      const e = asOvfkitError(error, path);
-      findings.push({
-        code: e.code,
-        severity: "corruption",
-        message: e.message,
-        file: path,
-        offset: e.offset,
-      });
+      findings.push(findingFromError(error, path));
       return report();
     }
     const counts = await new Qcow2Checker(layout, findings).run();

@@ -1,9 +1,10 @@
 import { existsSync, realpathSync } from "node:fs";
-import { basename, dirname, isAbsolute, relative, resolve } from "node:path";
+import { basename, dirname, isAbsolute, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { asOvfkitError, OvfkitError } from "../errors.js";
 import type { OpenOptions } from "./driver.js";
 import { RandomAccessFile } from "./file.js";
+import { isInsideFolder } from "./paths.js";
 import { DiskType, type DynamicHeader, formatUuid, type ParentLocator, PlatformCode } from "./vhd-format.js";
 import { loadLayout, VhdReader } from "./vhd-reader.js";
 
@@ -81,11 +82,6 @@ function localPath(childDir: string, text: string): string | undefined {
   return isAbsolute(slashed) ? slashed : resolve(childDir, slashed);
 }
 
-function isInside(folder: string, path: string): boolean {
-  const rel = relative(folder, path);
-  return rel === "" || (!rel.startsWith("..") && !isAbsolute(rel));
-}
-
 interface ChainState {
   /** Real paths of the images above the one being opened. */
   chain: string[];
@@ -123,7 +119,7 @@ async function openParent(
     if (state.chain.includes(real)) {
       throw new OvfkitError("VHD_PARENT_LOOP", `the parent chain loops back to ${real}`, { file: childPath });
     }
-    if (!options.allowParentOutside && !isInside(childDir, real)) {
+    if (!options.allowParentOutside && !isInsideFolder(childDir, real)) {
       outside ??= candidate;
       continue;
     }

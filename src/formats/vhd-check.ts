@@ -1,5 +1,5 @@
 import { asOvfkitError, OvfkitError } from "../errors.js";
-import { type CheckFinding, type CheckReport, isAllZero, STREAM_CHUNK } from "./disk.js";
+import { type CheckFinding, type CheckReport, findingFromError, isAllZero, STREAM_CHUNK } from "./disk.js";
 import type { OpenOptions } from "./driver.js";
 import { RandomAccessFile } from "./file.js";
 import { withOutputs } from "./output.js";
@@ -226,8 +226,7 @@ export async function checkVhd(path: string, options: OpenOptions = {}): Promise
       try {
         await loadHeader(file, location.footer);
       } catch (error) {
-        const e = asOvfkitError(error, path);
-        findings.push({ code: e.code, severity: "corruption", message: e.message, offset: e.offset });
+        findings.push(findingFromError(error, path));
         return report();
       }
     }
@@ -235,8 +234,7 @@ export async function checkVhd(path: string, options: OpenOptions = {}): Promise
     try {
       layout = await loadLayout(file, { validateBat: false });
     } catch (error) {
-      const e = asOvfkitError(error, path);
-      findings.push({ code: e.code, severity: "corruption", message: e.message, offset: e.offset });
+      findings.push(findingFromError(error, path));
       return report();
     }
     if (!layout.bat) {

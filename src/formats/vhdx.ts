@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, realpathSync } from "node:fs";
-import { basename, dirname, isAbsolute, relative, resolve } from "node:path";
+import { basename, dirname, resolve } from "node:path";
 import { asOvfkitError, OvfkitError } from "../errors.js";
 import { crc32c } from "./crc32c.js";
 import {
@@ -11,10 +11,12 @@ import {
   dataChunks,
   type Extent,
   type FormatSpecificInfo,
+  findingFromError,
   mapRange,
 } from "./disk.js";
 import type { FormatDriver, OpenOptions, ProbeInput, WriteContext, WriterOptions } from "./driver.js";
 import { RandomAccessFile } from "./file.js";
+import { isInsideFolder } from "./paths.js";
 
 /**
  * VHDX (Hyper-V), after Microsoft's [MS-VHDX] v20240423 "Virtual Hard Disk
@@ -1120,11 +1122,6 @@ class VhdxReader implements DiskReader {
   }
 }
 
-const isInside = (folder: string, path: string) => {
-  const rel = relative(folder, path);
-  return rel === "" || (!rel.startsWith("..") && !isAbsolute(rel));
-};
-
 /** "{guid}" or "guid" → upper-case text without braces. */
 const bareGuid = (text: string) => text.replace(/[{}]/g, "").trim().toUpperCase();
 
@@ -1172,7 +1169,7 @@ async function openParent(layout: VhdxLayout, options: OpenOptions): Promise<Vhd
     const real = realpathSync(candidate);
     if (real === realpathSync(file.path))
       fail("VHDX_CHAIN_TOO_DEEP", "the disk names itself as its parent", file, layout.metadataOffset);
-    if (!options.allowParentOutside && !isInside(childDir, real)) {
+    if (!options.allowParentOutside && !isInsideFolder(childDir, real)) {
       outside ??= real;
       continue;
     }
@@ -1237,14 +1234,7 @@ export async function checkVhdx(path: string): Promise<CheckReport> {
     try {
       layout = await loadVhdxLayout(file);
     } catch (error) {
-      const e = asOvfkitError(error, path);
-      findings.push({
-        code: e.code,
-        severity: "corruption",
-        message: e.message,
-        file: path,
-        offset: e.offset,
-      });
+      findings.push(findingFromError(error, path));
       return report();
     }
     findings.push(...layout.warnings);
