@@ -7,7 +7,9 @@ import {
   type BenchContext,
   type BenchSuite,
   type CaseResult,
+  MIXED_MIB,
   measureTool,
+  mixedImage,
 } from "./harness.js";
 
 /**
@@ -18,22 +20,7 @@ import {
  * (40% holes, 30% random, 30% text), generated once into .tmp/bench/.
  */
 
-const MIXED_MIB = 1024;
 const SPARSE_GIB = 16;
-
-function mixedImage(ctx: BenchContext): string {
-  const path = join(ctx.work, `mixed-${MIXED_MIB}m-seed1.raw`);
-  if (!existsSync(path)) {
-    const script = join(ctx.root, "../shared/tools/make-bench-image.py");
-    ctx.log(`generating ${path} with ${script} (once)`);
-    mkdirSync(ctx.work, { recursive: true });
-    const temp = `${path}.partial`;
-    const result = spawnSync("python3", [script, temp, String(MIXED_MIB), "1"], { stdio: "inherit" });
-    if (result.status !== 0) throw new Error(`make-bench-image.py failed (exit ${result.status})`);
-    spawnSync("mv", [temp, path]);
-  }
-  return path;
-}
 
 /** 16 GiB of holes with a few bytes at each end: a huge, nearly empty disk. */
 function sparseImage(ctx: BenchContext): string {

@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync } from "node:fs";
 import { availableParallelism, loadavg } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -260,4 +260,26 @@ export function resultTable(results: readonly CaseResult[]): string {
     }
   }
   return lines.join("\n");
+}
+
+/** Size of the shared mixed benchmark image (MiB). */
+export const MIXED_MIB = 1024;
+
+/**
+ * The 1 GiB mixed input every disk benchmark uses, made once into the work
+ * folder by ../shared/tools/make-bench-image.py OUT 1024 1 (40% holes, 30%
+ * random, 30% text), so every figure measures the same work.
+ */
+export function mixedImage(ctx: BenchContext): string {
+  const path = join(ctx.work, `mixed-${MIXED_MIB}m-seed1.raw`);
+  if (!existsSync(path)) {
+    const script = join(ctx.root, "../shared/tools/make-bench-image.py");
+    ctx.log(`generating ${path} with ${script} (once)`);
+    mkdirSync(ctx.work, { recursive: true });
+    const temp = `${path}.partial`;
+    const result = spawnSync("python3", [script, temp, String(MIXED_MIB), "1"], { stdio: "inherit" });
+    if (result.status !== 0) throw new Error(`make-bench-image.py failed (exit ${result.status})`);
+    renameSync(temp, path);
+  }
+  return path;
 }

@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, renameSync, rmSync } from "node:fs";
+import { existsSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { crc32c, crc32cTable, nativeCrc32c } from "../src/formats/crc32c.js";
 import {
@@ -7,7 +7,9 @@ import {
   type BenchContext,
   type BenchSuite,
   type CaseResult,
+  MIXED_MIB,
   measureTool,
+  mixedImage,
   type ToolResult,
 } from "./harness.js";
 
@@ -17,23 +19,6 @@ import {
  * OUT 1024 1: 40% holes, 30% random, 30% text) in the same run, plus the
  * CRC-32C throughput of the TypeScript table and the native package.
  */
-
-const MIXED_MIB = 1024;
-
-/** The same input file as bench/disk.ts (generated once, shared by both suites). */
-function mixedImage(ctx: BenchContext): string {
-  const path = join(ctx.work, `mixed-${MIXED_MIB}m-seed1.raw`);
-  if (!existsSync(path)) {
-    const script = join(ctx.root, "../shared/tools/make-bench-image.py");
-    ctx.log(`generating ${path} with ${script} (once)`);
-    mkdirSync(ctx.work, { recursive: true });
-    const temp = `${path}.partial`;
-    const result = spawnSync("python3", [script, temp, String(MIXED_MIB), "1"], { stdio: "inherit" });
-    if (result.status !== 0) throw new Error(`make-bench-image.py failed (exit ${result.status})`);
-    renameSync(temp, path);
-  }
-  return path;
-}
 
 /** `ovfkit compare` must call the output equal to the input, else the timing is of a wrong result. */
 function verify(ctx: BenchContext, a: string, b: string): string {

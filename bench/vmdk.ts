@@ -1,12 +1,14 @@
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, rmSync, statSync } from "node:fs";
+import { existsSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import {
   type BenchCase,
   type BenchContext,
   type BenchSuite,
   type CaseResult,
+  MIXED_MIB,
   measureTool,
+  mixedImage,
   type ToolResult,
 } from "./harness.js";
 
@@ -18,23 +20,6 @@ import {
  *   with both output sizes and the canonical-layout verdict of each;
  * - streamOptimized -> raw (inflate speed), both reading qemu-img's stream.
  */
-
-const MIXED_MIB = 1024;
-
-function mixedImage(ctx: BenchContext): string {
-  const path = join(ctx.work, `mixed-${MIXED_MIB}m-seed1.raw`);
-  if (!existsSync(path)) {
-    mkdirSync(ctx.work, { recursive: true });
-    const script = join(ctx.root, "../shared/tools/make-bench-image.py");
-    ctx.log(`generating ${path} with ${script} (once)`);
-    const result = spawnSync("python3", [script, `${path}.partial`, String(MIXED_MIB), "1"], {
-      stdio: "inherit",
-    });
-    if (result.status !== 0) throw new Error(`make-bench-image.py failed (exit ${result.status})`);
-    spawnSync("mv", [`${path}.partial`, path]);
-  }
-  return path;
-}
 
 function ovfkit(ctx: BenchContext, args: string[]): { status: number; out: string } {
   const r = spawnSync(ctx.ovfkit[0]!, [...ctx.ovfkit.slice(1), ...args], { encoding: "utf8" });
