@@ -1,10 +1,13 @@
+import { statSync } from "node:fs";
 import { join } from "node:path";
+import { checkDisk, compareDisks, convert, openDisk } from "../formats/index.js";
 import { verifyPackage } from "../ovf/ova.js";
 import { createOvf } from "../ovf/target-convert.js";
 import { hasFailures, validateOvf } from "../ovf/validate.js";
 import { bootTest } from "../runtime/boot.js";
 import { packageRoot } from "../util/package-root.js";
 import type { DemoContext, DemoStep } from "./demo.js";
+import { createProgress } from "./progress.js";
 
 /**
  * The appliance half of the demo: the bundled tiny appliance (a boot sector
@@ -27,6 +30,50 @@ async function attempt(
     return false;
   }
 }
+
+/**
+ * raw → streamOptimized VMDK, the format vSphere and the Content Library
+ * import: compressed on all cores, with a progress bar when stderr is a
+ * terminal, then checked against VMware's canonical layout.
+ */
+export const streamOptimizedStep: DemoStep = {
+  title: "raw -> VMDK streamOptimized for vSphere (progress bar on a terminal), canonical layout check",
+  async run(ctx) {
+    const dest = join(ctx.dir, "demo-vsphere.vmdk");
+    await attempt(ctx, "convert -O vmdk -o subformat=streamOptimized", async () => {
+      const source = await openDisk(ctx.source, { format: "raw" });
+      const progress = createProgress("streamOptimized");
+      try {
+        await convert(source, dest, {
+          format: "vmdk",
+          options: { subformat: "streamOptimized" },
+          overwrite: true,
+          progress: (done, total) => progress.update(done, total),
+        });
+      } finally {
+        progress.stop();
+        await source.close();
+      }
+      return `${dest} (${statSync(dest).size} bytes)`;
+    });
+    await attempt(ctx, "check: VMware canonical stream layout", async () => {
+      const report = await checkDisk(dest, { format: "vmdk" });
+      if (report.findings.length > 0)
+        throw new Error(report.findings.map((f) => `${f.code}: ${f.message}`).join("; "));
+      return "header v3, GD at end, markers, footer, end-of-stream";
+    });
+    await attempt(ctx, "compare with the source", async () => {
+      const [a, b] = [await openDisk(ctx.source, { format: "raw" }), await openDisk(dest)];
+      try {
+        const result = await compareDisks(a, b);
+        if (!result.identical) throw new Error(`content mismatch at offset ${result.firstDifference}`);
+        return "identical";
+      } finally {
+        await Promise.all([a.close(), b.close()]);
+      }
+    });
+  },
+};
 
 export const applianceStep: DemoStep = {
   title: "package the bundled tiny appliance as an OVA, validate, verify and boot it",

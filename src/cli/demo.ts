@@ -15,7 +15,7 @@ import {
 } from "../formats/index.js";
 import { formatSize } from "../util/size.js";
 import { runCommand } from "./common.js";
-import { applianceStep } from "./demo-appliance.js";
+import { applianceStep, streamOptimizedStep } from "./demo-appliance.js";
 
 /**
  * `ovfkit demo`: the toolkit's main job end to end on a small disk it makes
@@ -191,7 +191,12 @@ const convertBetweenFormatsStep: DemoStep = {
 };
 
 /** The demo, in order. Append steps here (one import + one entry). */
-export const DEMO_STEPS: DemoStep[] = [makeSourceStep, convertBetweenFormatsStep, applianceStep];
+export const DEMO_STEPS: DemoStep[] = [
+  makeSourceStep,
+  convertBetweenFormatsStep,
+  streamOptimizedStep,
+  applianceStep,
+];
 
 export interface DemoSummary {
   ok: number;
