@@ -43,6 +43,7 @@ import {
   Unimplemented,
 } from "./faults.js";
 import { Fpu } from "./fpu.js";
+import { Sse } from "./sse.js";
 
 // EFLAGS bits (SDM vol. 1 §3.4.3).
 const CF = 0x1;
@@ -75,8 +76,9 @@ const CR0_PG = 0x80000000;
 const CR4_PSE = 0x10;
 const CR4_PAE = 0x20;
 const CR4_PGE = 0x80;
-/** CR4 bits this CPU accepts (TSD, DE, PSE, PAE, MCE, PGE, PCE); others #GP. */
-const CR4_SUPPORTED = 0x04 | 0x08 | 0x10 | 0x20 | 0x40 | 0x80 | 0x100;
+const CR4_OSFXSR = 0x200;
+/** CR4 bits this CPU accepts (TSD, DE, PSE, PAE, MCE, PGE, PCE, OSFXSR, OSXMMEXCPT); others #GP. */
+const CR4_SUPPORTED = 0x04 | 0x08 | 0x10 | 0x20 | 0x40 | 0x80 | 0x100 | 0x200 | 0x400;
 const EFER_SCE = 0x1;
 const EFER_LME = 0x100;
 const EFER_NXE = 0x800;
@@ -225,6 +227,7 @@ export class X86Cpu implements Cpu, CodeSource {
   private readonly scratchInsn = new Insn();
 
   readonly fpu: Fpu;
+  readonly sse: Sse;
   private readonly host: CpuHost;
   private a20Enabled = true;
 
@@ -239,6 +242,7 @@ export class X86Cpu implements Cpu, CodeSource {
     this.codeBlocks = new Uint8Array(this.cachePages << 4);
     this.memory.onCodeWrite = (page) => this.invalidateCodePage(page);
     this.fpu = new Fpu(this);
+    this.sse = new Sse(this);
     this.reset();
   }
 
@@ -302,6 +306,7 @@ export class X86Cpu implements Cpu, CodeSource {
     this.dr[6] = 0xffff0ff0 | 0;
     this.dr[7] = 0x400;
     this.fpu.reset();
+    this.sse.reset();
     this.updateModes();
     this.flushTlb(true);
     this.invalidateAllCode();
@@ -3537,11 +3542,59 @@ export class X86Cpu implements Cpu, CodeSource {
         else this.regs[r] = ((v & 0xff) << 24) | ((v & 0xff00) << 8) | ((v >>> 8) & 0xff00) | (v >>> 24);
         return;
       }
+      case 0xae:
+        this.group15(insn);
+        return;
+      case 0xc3: // MOVNTI m32, r32 (SSE2; a plain store here: no caches)
+        if (insn.rmIsReg) throw new CpuFault(EXC_UD);
+        this.writeRM(insn, insn.opSize, this.getReg(insn.opSize, insn.reg));
+        return;
       case 0xff:
         throw new CpuFault(EXC_UD);
       default:
-        throw new Unimplemented(`opcode 0f ${op.toString(16).padStart(2, "0")}`);
+        if (!this.sse.execute(insn, op))
+          throw new Unimplemented(`opcode 0f ${op.toString(16).padStart(2, "0")}`);
     }
+  }
+
+  /** SSE instructions: #UD without CR4.OSFXSR or with CR0.EM, #NM with CR0.TS (SDM vol. 3 §13.1). */
+  requireSse(): void {
+    if (this.cr0 & CR0_EM || !(this.cr4 & CR4_OSFXSR)) throw new CpuFault(EXC_UD);
+    if (this.cr0 & CR0_TS) throw new CpuFault(EXC_NM);
+  }
+
+  /** 0F AE: FXSAVE, FXRSTOR, LDMXCSR, STMXCSR and the fences. */
+  private group15(insn: Insn): void {
+    const sub = insn.reg & 7;
+    if (insn.rmIsReg) {
+      // LFENCE, MFENCE, SFENCE: memory is always ordered here.
+      if (sub >= 5 && insn.rep === 0) return;
+      throw new Unimplemented(`0F AE ${(0xc0 | (sub << 3) | (insn.rm & 7)).toString(16)}`);
+    }
+    if (sub === 0 || sub === 1) {
+      if (this.cr0 & (CR0_EM | CR0_TS)) throw new CpuFault(EXC_NM);
+      const addr = this.effectiveAddress(insn);
+      if (addr & 15) throw new CpuFault(EXC_GP, 0);
+      // Without CR4.OSFXSR the XMM state is not saved or restored (SDM FXSAVE).
+      const xmmCount = this.cr4 & CR4_OSFXSR ? 8 : 0;
+      if (sub === 0) {
+        this.fpu.storeFxImage(addr);
+        this.sse.storeFxImage(addr, xmmCount);
+      } else {
+        if (xmmCount) this.sse.checkFxImage(addr);
+        this.fpu.loadFxImage(addr);
+        if (xmmCount) this.sse.loadFxImage(addr, xmmCount);
+      }
+      return;
+    }
+    if (sub === 2 || sub === 3) {
+      this.requireSse();
+      const addr = this.effectiveAddress(insn);
+      if (sub === 2) this.sse.loadMxcsr(this.read32(addr));
+      else this.write32(addr, this.sse.mxcsr);
+      return;
+    }
+    throw new Unimplemented(`0F AE /${sub}`);
   }
 
   private group6(insn: Insn): void {

@@ -44,6 +44,8 @@ const TAG_SPECIAL = 2;
 const TAG_EMPTY = 3;
 
 const scratch = new DataView(new ArrayBuffer(8));
+/** Offset of ST0 in an FXSAVE image (SDM vol. 1 table 10-2). */
+const FX_ST0 = 32;
 
 export class Fpu {
   readonly st = new Float64Array(8);
@@ -280,6 +282,45 @@ export class Fpu {
     this.top = (sw >> 11) & 7;
     this.setTagWord(this.cpu.read16((addr + (size32 ? 8 : 4)) | 0));
     return size32 ? 28 : 14;
+  }
+
+  // ---- FXSAVE image (SDM vol. 1 §10.5.1, table 10-2; bytes 0-159) ----
+  /**
+   * Writes the x87 part of an FXSAVE image at `addr`: FCW, FSW, the
+   * abridged tag byte (bit i = physical register i is not empty), FOP,
+   * FPU IP/DP (32-bit format) and ST0-ST7 in stack order, 16 bytes apart.
+   */
+  storeFxImage(addr: number): void {
+    let abridged = 0;
+    for (let i = 0; i < 8; i++) if (this.tags[i] !== TAG_EMPTY) abridged |= 1 << i;
+    this.cpu.write16(addr, this.control);
+    this.cpu.write16((addr + 2) | 0, this.statusWord());
+    this.cpu.write16((addr + 4) | 0, abridged);
+    this.cpu.write16((addr + 6) | 0, this.lastOpcode & 0x7ff);
+    this.cpu.write32((addr + 8) | 0, this.lastIp);
+    this.cpu.write32((addr + 12) | 0, 0);
+    this.cpu.write32((addr + 16) | 0, this.lastData);
+    this.cpu.write32((addr + 20) | 0, 0);
+    for (let i = 0; i < 8; i++) {
+      const slot = (addr + FX_ST0 + 16 * i) | 0;
+      this.writeF80(slot, this.st[this.phys(i)]!);
+      this.cpu.write16((slot + 10) | 0, 0);
+      this.cpu.write32((slot + 12) | 0, 0);
+    }
+  }
+
+  /** Loads the x87 part of an FXSAVE image (the inverse of storeFxImage). */
+  loadFxImage(addr: number): void {
+    this.control = this.cpu.read16(addr);
+    const sw = this.cpu.read16((addr + 2) | 0);
+    this.status = sw & ~0x3800;
+    this.top = (sw >> 11) & 7;
+    const abridged = this.cpu.read8((addr + 4) | 0);
+    this.lastOpcode = this.cpu.read16((addr + 6) | 0) & 0x7ff;
+    this.lastIp = this.cpu.read32((addr + 8) | 0);
+    this.lastData = this.cpu.read32((addr + 16) | 0);
+    for (let i = 0; i < 8; i++) this.st[this.phys(i)] = this.readF80((addr + FX_ST0 + 16 * i) | 0);
+    for (let i = 0; i < 8; i++) this.tags[i] = abridged & (1 << i) ? TAG_VALID : TAG_EMPTY;
   }
 
   // ---- dispatch ----
