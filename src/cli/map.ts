@@ -1,6 +1,13 @@
 import type { Argv, CommandModule } from "yargs";
 import { type Extent, openDisk } from "../formats/index.js";
-import { formatOption, type OutputMode, openOptionsFrom, outputOption, reportError, runCommand } from "./common.js";
+import {
+  formatOption,
+  type OutputMode,
+  openOptionsFrom,
+  outputOption,
+  reportError,
+  runCommand,
+} from "./common.js";
 
 interface MapArgs {
   file: string;
