@@ -14,6 +14,7 @@
 import type { MemoryBus } from "../bus.js";
 import type { Cpu, CpuHost, CpuMode, StopReason } from "./api.js";
 import {
+  BASE_RIP,
   type CodeSource,
   DecodeError,
   decode,
@@ -23,6 +24,7 @@ import {
   REP_NE,
   SIZE16,
   SIZE32,
+  SIZE64,
 } from "./decoder.js";
 import {
   CpuFault,
@@ -81,6 +83,7 @@ const CR4_OSFXSR = 0x200;
 const CR4_SUPPORTED = 0x04 | 0x08 | 0x10 | 0x20 | 0x40 | 0x80 | 0x100 | 0x200 | 0x400;
 const EFER_SCE = 0x1;
 const EFER_LME = 0x100;
+const EFER_LMA = 0x400;
 const EFER_NXE = 0x800;
 
 // Lazy-flag operations: flags are computed from (op, a, b, result) on demand.
@@ -110,6 +113,8 @@ const MMIO_HIGH = 0xfec00000;
 
 // Segment attribute bits (access byte in bits 0-7, flags nibble in 8-11).
 const ATTR_DB = 0x400;
+/** CS.L: a 64-bit code segment when IA-32e mode is active. */
+const ATTR_L = 0x200;
 
 const PARITY = new Uint8Array(256);
 for (let i = 0; i < 256; i++) {
@@ -129,6 +134,17 @@ const MSR_SYSENTER_EIP = 0x176;
 const MSR_MISC_ENABLE = 0x1a0;
 const MSR_PAT = 0x277;
 const MSR_EFER = 0xc0000080;
+const MSR_STAR = 0xc0000081;
+const MSR_LSTAR = 0xc0000082;
+const MSR_CSTAR = 0xc0000083;
+const MSR_FMASK = 0xc0000084;
+const MSR_FS_BASE = 0xc0000100;
+const MSR_GS_BASE = 0xc0000101;
+const MSR_KERNEL_GS_BASE = 0xc0000102;
+
+/** 64-bit TSS (SDM vol. 3 §7.7): RSP0-2 at 4, IST1-7 at 0x24. */
+const TSS64_RSP0 = 4;
+const TSS64_IST1 = 0x24;
 
 /** Per-step cap on REP string iterations so interrupts and budgets are seen. */
 const REP_CHUNK = 4096;
@@ -170,6 +186,35 @@ export class X86Cpu implements Cpu, CodeSource {
   apicBase = 0xfee00900;
   microcodeRev = 0;
   tscOffset = 0;
+
+  // ---- IA-32e (long mode) state: high halves of 64-bit values ----
+  /** High 32 bits of RIP (64-bit mode). */
+  ripHigh = 0;
+  /** High halves of FS/GS bases (64-bit mode; the low halves are in segBase). */
+  readonly segBaseHigh = new Int32Array(6);
+  gdtBaseHigh = 0;
+  idtBaseHigh = 0;
+  trBaseHigh = 0;
+  cr2High = 0;
+  /** MSR pairs [low, high]: STAR, LSTAR, CSTAR, FMASK, KERNEL_GS_BASE. */
+  readonly star = new Int32Array(2);
+  readonly lstar = new Int32Array(2);
+  readonly cstar = new Int32Array(2);
+  fmask = 0;
+  readonly kernelGsBase = new Int32Array(2);
+  /**
+   * High 32 bits of the linear address of the access being made. 64-bit
+   * code sets it before every access (fetch: RIP, stack: RSP, data: the
+   * effective address); legacy code never changes it from 0. The TLB is
+   * indexed by the low 20 page bits and tagged with it.
+   */
+  private linHigh = 0;
+  private readonly tlbHigh = new Int32Array(1 << 20);
+  private startRipHigh = 0;
+  /** High half of a 64-bit result or operand (avoids allocating pairs). */
+  private hi = 0;
+  /** With a REX prefix, byte registers 4-7 are SPL/BPL/SIL/DIL (not AH-BH) and 8-15 exist. */
+  private byteRegsUniform = false;
 
   // ---- flags (lazy) ----
   flagsBase = 2;
@@ -264,6 +309,8 @@ export class X86Cpu implements Cpu, CodeSource {
   get mode(): CpuMode {
     if (!(this.cr0 & CR0_PE)) return "real";
     if (this.flagsBase & VM) return "vm86";
+    if (this.codeSize === SIZE64) return "long64";
+    if (this.efer & EFER_LMA) return "compat";
     return this.codeSize === SIZE32 ? "protected32" : "protected16";
   }
 
@@ -279,6 +326,9 @@ export class X86Cpu implements Cpu, CodeSource {
     this.cr4 = 0;
     this.efer = 0;
     this.cpl = 0;
+    this.ripHigh = this.gdtBaseHigh = this.idtBaseHigh = this.trBaseHigh = this.cr2High = 0;
+    this.segBaseHigh.fill(0);
+    this.linHigh = 0;
     for (let s = 0; s < 6; s++) {
       this.segSel[s] = 0;
       this.segBase[s] = 0;
@@ -371,10 +421,11 @@ export class X86Cpu implements Cpu, CodeSource {
     this.regs[reg] = (this.regs[reg]! & ~0xffff) | (value & 0xffff);
   }
   getReg8(reg: number): number {
+    if (this.byteRegsUniform) return this.regs[reg]! & 0xff;
     return reg < 4 ? this.regs[reg]! & 0xff : (this.regs[reg - 4]! >> 8) & 0xff;
   }
   setReg8(reg: number, value: number): void {
-    if (reg < 4) this.regs[reg] = (this.regs[reg]! & ~0xff) | (value & 0xff);
+    if (reg < 4 || this.byteRegsUniform) this.regs[reg] = (this.regs[reg]! & ~0xff) | (value & 0xff);
     else this.regs[reg - 4] = (this.regs[reg - 4]! & ~0xff00) | ((value & 0xff) << 8);
   }
   getSegmentSelector(seg: number): number {
@@ -445,6 +496,10 @@ export class X86Cpu implements Cpu, CodeSource {
    * was made for. Anything that changes modes or mappings ends the block.
    */
   private runBlock(count: number): void {
+    if (this.codeSize === SIZE64) {
+      this.runBlock64(count);
+      return;
+    }
     const regs = this.regs;
     // A fault while fetching restarts at the instruction being fetched.
     this.startEip = this.eip;
@@ -546,6 +601,7 @@ export class X86Cpu implements Cpu, CodeSource {
       // ESP is only changed by instructions after their last possible
       // fault, or they restore it themselves (PUSHA, POPA, ENTER, LEAVE).
       this.eip = this.startEip;
+      if (this.codeSize === SIZE64) this.ripHigh = this.startRipHigh;
       try {
         this.raiseException(e.vector, e.errorCode);
       } catch (inner) {
@@ -567,6 +623,8 @@ export class X86Cpu implements Cpu, CodeSource {
 
   private unimplementedStop(what: string): StopReason {
     const address = (this.segBase[1]! + this.startEip) >>> 0;
+    if (this.codeSize === SIZE64) this.ripHigh = this.startRipHigh;
+    this.linHigh = this.codeSize === SIZE64 ? this.ripHigh : 0;
     const bytes: number[] = [];
     for (let i = 0; i < 15; i++) {
       try {
@@ -632,9 +690,13 @@ export class X86Cpu implements Cpu, CodeSource {
       this.codeSize = SIZE16;
       this.stack32 = false;
       this.cpl = 3;
+    } else if (this.efer & EFER_LMA && this.segAttr[1]! & ATTR_L) {
+      this.codeSize = SIZE64;
+      this.stack32 = true;
     } else {
       this.codeSize = this.segAttr[1]! & ATTR_DB ? SIZE32 : SIZE16;
-      this.stack32 = (this.segAttr[2]! & ATTR_DB) !== 0;
+      this.stack32 = (this.segAttr[2]! & ATTR_DB) !== 0 || (this.efer & EFER_LMA) !== 0;
+      this.ripHigh = 0;
     }
     this.paging = (this.cr0 & CR0_PG) !== 0 && (this.cr0 & CR0_PE) !== 0;
     this.pae = (this.cr4 & CR4_PAE) !== 0;
@@ -698,6 +760,7 @@ export class X86Cpu implements Cpu, CodeSource {
 
   /** The decoded instruction at CS:EIP, from the per-page cache or freshly decoded. */
   private fetch(): Insn {
+    this.linHigh = this.codeSize === SIZE64 ? this.ripHigh : 0;
     const lin = (this.segBase[1]! + this.eip) | 0;
     const phys = this.paging ? this.translate(lin, false, this.cpl === 3, true) : (lin & this.a20Mask) >>> 0;
     const page = phys >>> 12;
@@ -749,12 +812,15 @@ export class X86Cpu implements Cpu, CodeSource {
   translate(lin: number, write: boolean, user: boolean, fetch: boolean): number {
     const e = this.tlb[lin >>> 12]!;
     const need = TLB_VALID | (write ? TLB_WRITE : 0) | (user ? TLB_USER : 0);
-    if ((e & need) === need && !(fetch && e & TLB_NX)) return ((e & ~0xfff) | (lin & 0xfff)) >>> 0;
+    if ((e & need) === need && !(fetch && e & TLB_NX) && this.tlbHigh[lin >>> 12] === this.linHigh) {
+      return ((e & ~0xfff) | (lin & 0xfff)) >>> 0;
+    }
     return this.walk(lin, write, user, fetch);
   }
 
   private pageFault(lin: number, present: boolean, write: boolean, user: boolean, fetch: boolean): never {
     this.cr2 = lin;
+    this.cr2High = this.linHigh;
     const code =
       (present ? 1 : 0) |
       (write ? 2 : 0) |
@@ -771,6 +837,7 @@ export class X86Cpu implements Cpu, CodeSource {
     let global: boolean;
     let nx = false;
     let dirty: boolean;
+    if (this.efer & EFER_LMA) return this.walk4(lin, write, user, fetch);
     if (!this.pae) {
       const pdeAddr = ((this.cr3 & ~0xfff) + ((lin >>> 22) << 2)) >>> 0;
       const pde = this.physRead32(pdeAddr);
@@ -837,11 +904,77 @@ export class X86Cpu implements Cpu, CodeSource {
         dirty = (updated & 0x40) !== 0;
       }
     }
+    return this.cacheTranslation(lin, phys, writeOk && dirty, userOk, global, nx);
+  }
+
+  /**
+   * IA-32e 4-level walk (SDM vol. 3 §4.5): PML4 (linear bits 47:39), PDPT
+   * (38:30, PS = 1 GiB page), PD (29:21, PS = 2 MiB page), PT (20:12).
+   * U/S and R/W are ANDed over the levels, XD ORed (reserved when EFER.NXE=0).
+   */
+  private walk4(lin: number, write: boolean, user: boolean, fetch: boolean): number {
+    const high = this.linHigh;
+    const nxe = (this.efer & EFER_NXE) !== 0;
+    const wp = (this.cr0 & CR0_WP) !== 0;
+    let table = (this.cr3 & ~0xfff) >>> 0;
+    let userOk = true;
+    let writeOk = true;
+    let nx = false;
+    for (let level = 0; level < 4; level++) {
+      const index =
+        level === 0
+          ? (high >>> 7) & 0x1ff
+          : level === 1
+            ? ((high & 0x7f) << 2) | (lin >>> 30)
+            : level === 2
+              ? (lin >>> 21) & 0x1ff
+              : (lin >>> 12) & 0x1ff;
+      const addr = (table + index * 8) >>> 0;
+      const entry = this.physRead32(addr);
+      const entryHigh = this.physRead32(addr + 4);
+      if (!(entry & 1)) this.pageFault(lin, false, write, user, fetch);
+      if (entryHigh & 0x80000000) {
+        if (!nxe) this.reservedBitFault(lin, write, user, fetch);
+        nx = true;
+      }
+      userOk &&= (entry & 4) !== 0;
+      writeOk &&= (entry & 2) !== 0;
+      if (level === 3 || (level > 0 && entry & 0x80)) {
+        this.checkAccess(lin, userOk, writeOk, nx, write, user, fetch, wp);
+        const updated = entry | 0x20 | (write ? 0x40 : 0);
+        if (updated !== entry) this.physWrite32(addr, updated);
+        // 1 GiB, 2 MiB or 4 KiB frame (bit 12 of a large-page entry is PAT).
+        const offsetMask = level === 1 ? 0x3fffffff : level === 2 ? 0x1fffff : 0xfff;
+        const phys = ((entry & ~offsetMask & ~0xfff) | (lin & offsetMask & ~0xfff)) >>> 0;
+        return this.cacheTranslation(
+          lin,
+          phys,
+          writeOk && (updated & 0x40) !== 0,
+          userOk,
+          (entry & 0x100) !== 0,
+          nx,
+        );
+      }
+      if (!(entry & 0x20)) this.physWrite32(addr, entry | 0x20);
+      table = (entry & ~0xfff) >>> 0;
+    }
+    throw new Error("unreachable: the walk ends at level 3");
+  }
+
+  /** Stores a translation in the TLB and returns the physical address of `lin`. */
+  private cacheTranslation(
+    lin: number,
+    phys: number,
+    writable: boolean,
+    userOk: boolean,
+    global: boolean,
+    nx: boolean,
+  ): number {
     phys = (phys & this.a20Mask) >>> 0;
     // Cache the translation. Writes are allowed from the TLB only when the
     // page is writable for everyone who may use the entry and already dirty.
     let entry = phys | TLB_VALID;
-    if (writeOk && dirty) entry |= TLB_WRITE;
+    if (writable) entry |= TLB_WRITE;
     if (userOk) entry |= TLB_USER;
     if (global) entry |= TLB_GLOBAL;
     if (nx) entry |= TLB_NX;
@@ -851,11 +984,13 @@ export class X86Cpu implements Cpu, CodeSource {
       else this.tlbOverflow = true;
     }
     this.tlb[page] = entry;
+    this.tlbHigh[page] = this.linHigh;
     return (phys | (lin & 0xfff)) >>> 0;
   }
 
   private reservedBitFault(lin: number, write: boolean, user: boolean, fetch: boolean): never {
     this.cr2 = lin;
+    this.cr2High = this.linHigh;
     throw new CpuFault(EXC_PF, 1 | 8 | (write ? 2 : 0) | (user ? 4 : 0) | (fetch ? 16 : 0));
   }
 
@@ -993,6 +1128,7 @@ export class X86Cpu implements Cpu, CodeSource {
 
   /** Linear address of the ModRM memory operand. */
   effectiveAddress(insn: Insn): number {
+    if (insn.codeSize === SIZE64) return this.effectiveAddress64(insn);
     let off = insn.disp;
     if (insn.eaBase !== NO_REG) off += this.regs[insn.eaBase]!;
     if (insn.eaIndex !== NO_REG) off += this.regs[insn.eaIndex]! << insn.eaScale;
@@ -1415,6 +1551,7 @@ export class X86Cpu implements Cpu, CodeSource {
     }
     if (index + 7 > limit) throw new CpuFault(vector, selector & 0xfffc);
     const addr = (base + index) | 0;
+    this.linHigh = this.efer & EFER_LMA && !(selector & 4) ? this.gdtBaseHigh : 0;
     this.descLow = this.sysRead32(addr);
     this.descHigh = this.sysRead32((addr + 4) | 0);
     return addr;
@@ -1671,6 +1808,10 @@ export class X86Cpu implements Cpu, CodeSource {
     }
     if (flags & VM) throw new Unimplemented("interrupt in virtual-8086 mode");
     const ext = external ? 1 : 0;
+    if (this.efer & EFER_LMA) {
+      this.deliverInterrupt64(vector, errorCode, software, ext, returnEip);
+      return;
+    }
     const gateSelectorCode = vector * 8 + 2 + ext;
     if (vector * 8 + 7 > this.idtLimit) throw new CpuFault(EXC_GP, gateSelectorCode);
     const gateAddr = (this.idtBase + vector * 8) | 0;
@@ -1736,6 +1877,7 @@ export class X86Cpu implements Cpu, CodeSource {
     returnEip: number,
   ): void {
     const esp = this.regs[4]!;
+    const espHigh = this.regsHigh[4]!;
     const cpl = this.cpl;
     const ssSel = this.segSel[2]!;
     const ssBase = this.segBase[2]!;
@@ -1745,6 +1887,7 @@ export class X86Cpu implements Cpu, CodeSource {
       this.deliverInterrupt(vector, errorCode, software, external, returnEip);
     } catch (e) {
       this.regs[4] = esp;
+      this.regsHigh[4] = espHigh;
       this.cpl = cpl;
       this.segSel[2] = ssSel;
       this.segBase[2] = ssBase;
@@ -1858,8 +2001,17 @@ export class X86Cpu implements Cpu, CodeSource {
   private writeCr0(v: number): void {
     v |= CR0_ET;
     if (v & CR0_PG && !(v & CR0_PE)) throw new CpuFault(EXC_GP, 0);
-    if (v & CR0_PG && this.efer & EFER_LME) throw new Unimplemented("long mode (CR0.PG with EFER.LME)");
     const changed = this.cr0 ^ v;
+    // IA-32e activation (SDM vol. 3 §9.8.5): PG with EFER.LME needs PAE; LMA follows PG.
+    if (changed & CR0_PG) {
+      if (v & CR0_PG && this.efer & EFER_LME) {
+        if (!(this.cr4 & CR4_PAE)) throw new CpuFault(EXC_GP, 0);
+        this.efer |= EFER_LMA;
+      } else if (!(v & CR0_PG)) {
+        if (this.codeSize === SIZE64) throw new CpuFault(EXC_GP, 0);
+        this.efer &= ~EFER_LMA;
+      }
+    }
     this.cr0 = v;
     if (changed & (CR0_PG | CR0_WP | CR0_PE)) this.flushTlb(true);
     if (changed & CR0_PE && !(v & CR0_PE)) this.cpl = 0;
@@ -1961,6 +2113,30 @@ export class X86Cpu implements Cpu, CodeSource {
         low = this.patLow;
         high = this.patHigh;
         break;
+      case MSR_STAR:
+      case MSR_LSTAR:
+      case MSR_CSTAR:
+      case MSR_KERNEL_GS_BASE: {
+        const pair =
+          msr === MSR_STAR
+            ? this.star
+            : msr === MSR_LSTAR
+              ? this.lstar
+              : msr === MSR_CSTAR
+                ? this.cstar
+                : this.kernelGsBase;
+        low = pair[0]!;
+        high = pair[1]!;
+        break;
+      }
+      case MSR_FMASK:
+        low = this.fmask;
+        break;
+      case MSR_FS_BASE:
+      case MSR_GS_BASE:
+        low = this.segBase[msr === MSR_FS_BASE ? 4 : 5]!;
+        high = this.segBaseHigh[msr === MSR_FS_BASE ? 4 : 5]!;
+        break;
       case MSR_EFER:
         low = this.efer;
         break;
@@ -2002,9 +2178,35 @@ export class X86Cpu implements Cpu, CodeSource {
         this.patLow = low;
         this.patHigh = high;
         break;
+      case MSR_STAR:
+        this.star[0] = low;
+        this.star[1] = high;
+        break;
+      case MSR_LSTAR:
+        this.lstar[0] = low;
+        this.lstar[1] = high;
+        break;
+      case MSR_CSTAR:
+        this.cstar[0] = low;
+        this.cstar[1] = high;
+        break;
+      case MSR_FMASK:
+        this.fmask = low;
+        break;
+      case MSR_FS_BASE:
+      case MSR_GS_BASE:
+        this.segBase[msr === MSR_FS_BASE ? 4 : 5] = low;
+        this.segBaseHigh[msr === MSR_FS_BASE ? 4 : 5] = high;
+        break;
+      case MSR_KERNEL_GS_BASE:
+        this.kernelGsBase[0] = low;
+        this.kernelGsBase[1] = high;
+        break;
       case MSR_EFER:
-        if (low & ~(EFER_SCE | EFER_LME | EFER_NXE)) throw new CpuFault(EXC_GP, 0);
-        this.efer = low & (EFER_LME | EFER_NXE | EFER_SCE);
+        if (low & ~(EFER_SCE | EFER_LME | EFER_LMA | EFER_NXE)) throw new CpuFault(EXC_GP, 0);
+        // LME may not change while paging is on; LMA is read-only.
+        if (this.cr0 & CR0_PG && (low ^ this.efer) & EFER_LME) throw new CpuFault(EXC_GP, 0);
+        this.efer = (low & (EFER_LME | EFER_NXE | EFER_SCE)) | (this.efer & EFER_LMA);
         this.flushTlb(true);
         break;
       default:
@@ -2080,6 +2282,8 @@ export class X86Cpu implements Cpu, CodeSource {
     this.sysWrite32((addr + 4) | 0, this.descHigh);
     this.trSel = selector;
     this.trBase = X86Cpu.descBase(this.descLow, this.descHigh);
+    // A 64-bit TSS descriptor is 16 bytes: base bits 63:32 follow (SDM vol. 3 §7.2.3).
+    this.trBaseHigh = this.efer & EFER_LMA ? this.sysRead32((addr + 8) | 0) : 0;
     this.trLimit = X86Cpu.descLimit(this.descLow, this.descHigh);
     this.trType = type | 2;
   }
@@ -3576,7 +3780,7 @@ export class X86Cpu implements Cpu, CodeSource {
       const addr = this.effectiveAddress(insn);
       if (addr & 15) throw new CpuFault(EXC_GP, 0);
       // Without CR4.OSFXSR the XMM state is not saved or restored (SDM FXSAVE).
-      const xmmCount = this.cr4 & CR4_OSFXSR ? 8 : 0;
+      const xmmCount = this.cr4 & CR4_OSFXSR ? (this.codeSize === SIZE64 ? 16 : 8) : 0;
       if (sub === 0) {
         this.fpu.storeFxImage(addr);
         this.sse.storeFxImage(addr, xmmCount);
@@ -3682,6 +3886,813 @@ export class X86Cpu implements Cpu, CodeSource {
       default:
         throw new CpuFault(EXC_UD);
     }
+  }
+  // =====================================================================
+  // 64-bit mode (IA-32e; SDM vol. 1 §3.2.1, vol. 3 §6.14, §9.8)
+  //
+  // 64-bit values are int32 pairs: `regs`/`regsHigh`, `eip`/`ripHigh`,
+  // and `hi` carries the high half of an operand or result between the
+  // helpers below. 64-bit code runs in its own executor: every register
+  // write has to zero-extend 32-bit results, which the legacy executor's
+  // fast paths do not do. Instructions that write no general register
+  // (I/O, flags, segment loads, x87, most SSE) are delegated to it.
+  // =====================================================================
+
+  /** Runs up to `count` instructions of 64-bit code (fetched one by one: no decode links). */
+  private runBlock64(count: number): void {
+    for (let n = 1; ; n++) {
+      this.startEip = this.eip;
+      this.startRipHigh = this.ripHigh;
+      const insn = this.fetch();
+      this.advanceRip(insn.length);
+      this.instructions++;
+      this.byteRegsUniform = insn.rex !== 0;
+      try {
+        this.execute64(insn);
+      } finally {
+        this.byteRegsUniform = false;
+      }
+      if (this.breakLoop || n >= count || this.codeSize !== SIZE64) return;
+    }
+  }
+
+  private advanceRip(n: number): void {
+    const lo = (this.eip >>> 0) + n;
+    this.eip = lo | 0;
+    if (lo > 0xffffffff) this.ripHigh = (this.ripHigh + 1) | 0;
+  }
+
+  /** RIP += sign-extended `delta`. */
+  private jump64(delta: number): void {
+    this.eip = this.add64(this.eip, this.ripHigh, delta, delta >> 31);
+    this.ripHigh = this.hi;
+  }
+
+  /** (aLo,aHi) + (bLo,bHi): returns the low half, the high half in `hi`. */
+  private add64(aLo: number, aHi: number, bLo: number, bHi: number): number {
+    const lo = (aLo >>> 0) + (bLo >>> 0);
+    this.hi = (aHi + bHi + (lo > 0xffffffff ? 1 : 0)) | 0;
+    return lo | 0;
+  }
+
+  /** Offset of the ModRM memory operand (no segment base): LEA. */
+  private offset64(insn: Insn): number {
+    let lo = insn.disp;
+    let hi = insn.disp >> 31;
+    const base = insn.eaBase;
+    if (base === BASE_RIP) {
+      lo = this.add64(lo, hi, this.eip, this.ripHigh);
+      hi = this.hi;
+    } else if (base !== NO_REG) {
+      lo = this.add64(lo, hi, this.regs[base]!, this.regsHigh[base]!);
+      hi = this.hi;
+    }
+    const index = insn.eaIndex;
+    if (index !== NO_REG) {
+      const s = insn.eaScale;
+      let il = this.regs[index]!;
+      let ih = this.regsHigh[index]!;
+      if (s) {
+        ih = (ih << s) | (il >>> (32 - s));
+        il <<= s;
+      }
+      lo = this.add64(lo, hi, il, ih);
+      hi = this.hi;
+    }
+    this.hi = insn.adSize === SIZE32 ? 0 : hi;
+    return lo;
+  }
+
+  /** Linear address of the memory operand; only FS and GS have bases in 64-bit mode. Sets linHigh. */
+  private effectiveAddress64(insn: Insn): number {
+    let lo = this.offset64(insn);
+    const seg = insn.eaSeg;
+    if (seg >= 4) lo = this.add64(lo, this.hi, this.segBase[seg]!, this.segBaseHigh[seg]!);
+    this.linHigh = this.hi;
+    return lo;
+  }
+
+  /** General register of `size`; the high half of a 64-bit one goes to `hi` (0 otherwise). */
+  private getReg64(size: number, r: number): number {
+    if (size === 64) {
+      this.hi = this.regsHigh[r]!;
+      return this.regs[r]!;
+    }
+    this.hi = 0;
+    return this.getReg(size, r);
+  }
+
+  /** Register write in 64-bit mode: 32-bit results zero-extend, 8/16-bit ones merge. */
+  private setReg64(size: number, r: number, v: number, hi: number): void {
+    if (size === 64) {
+      this.regs[r] = v;
+      this.regsHigh[r] = hi;
+    } else if (size === 32) {
+      this.regs[r] = v;
+      this.regsHigh[r] = 0;
+    } else this.setReg(size, r, v);
+  }
+
+  private readMem64(size: number, lin: number): number {
+    if (size !== 64) {
+      this.hi = 0;
+      return this.readSized(size, lin);
+    }
+    const high = this.linHigh;
+    const lo = this.read32(lin);
+    this.linHigh = high;
+    this.hi = this.read32((lin + 4) | 0);
+    return lo;
+  }
+
+  private writeMem64(size: number, lin: number, v: number, hi: number): void {
+    if (size !== 64) {
+      this.writeSized(size, lin, v);
+      return;
+    }
+    const high = this.linHigh;
+    this.write32((lin + 4) | 0, hi);
+    this.linHigh = high;
+    this.write32(lin, v);
+  }
+
+  private eaHigh = 0;
+
+  /** The r/m operand of `size` (the address is kept for a write back). */
+  private readOperand64(insn: Insn, size: number): number {
+    if (insn.rmIsReg) return this.getReg64(size, insn.rm);
+    this.ea = this.effectiveAddress64(insn);
+    this.eaHigh = this.linHigh;
+    return this.readMem64(size, this.ea);
+  }
+
+  /** Writes the r/m operand read by readOperand64. */
+  private writeOperandAgain64(insn: Insn, size: number, v: number, hi: number): void {
+    if (insn.rmIsReg) this.setReg64(size, insn.rm, v, hi);
+    else {
+      this.linHigh = this.eaHigh;
+      this.writeMem64(size, this.ea, v, hi);
+    }
+  }
+
+  private writeOperand64(insn: Insn, size: number, v: number, hi: number): void {
+    if (insn.rmIsReg) this.setReg64(size, insn.rm, v, hi);
+    else {
+      const lin = this.effectiveAddress64(insn);
+      this.writeMem64(size, lin, v, hi);
+    }
+  }
+
+  private push64(lo: number, hi: number): void {
+    const sp = this.regs[4]! >>> 0;
+    const newHigh = sp < 8 ? (this.regsHigh[4]! - 1) | 0 : this.regsHigh[4]!;
+    const newLow = (sp - 8) | 0;
+    this.linHigh = newHigh;
+    this.writeMem64(64, newLow, lo, hi);
+    this.regs[4] = newLow;
+    this.regsHigh[4] = newHigh;
+  }
+
+  private pop64(): number {
+    this.linHigh = this.regsHigh[4]!;
+    const lo = this.readMem64(64, this.regs[4]!);
+    const hi = this.hi;
+    this.regs[4] = this.add64(this.regs[4]!, this.regsHigh[4]!, 8, 0);
+    this.regsHigh[4] = this.hi;
+    this.hi = hi;
+    return lo;
+  }
+
+  /**
+   * 64-bit ALU op (0 ADD 1 OR 2 ADC 3 SBB 4 AND 5 SUB 6 XOR 7 CMP): the
+   * halves go through the 32-bit ALU (the high one with the low one's
+   * carry), then ZF, PF and AF are corrected for the whole result.
+   */
+  private alu64(op: number, aLo: number, aHi: number, bLo: number, bHi: number): number {
+    const lo = this.alu(op, 32, aLo, bLo);
+    const f = this.materializeFlags();
+    const lowFlags = f & (PF | AF);
+    let hi: number;
+    if (op === 1 || op === 4 || op === 6) hi = this.alu(op, 32, aHi, bHi);
+    else {
+      // The high half continues with the carry (or borrow) out of the low half.
+      this.flagsBase = f;
+      hi = this.alu(op === 0 || op === 2 ? 2 : 3, 32, aHi, bHi);
+    }
+    const g = this.materializeFlags() & ~(ZF | PF | AF);
+    this.flagsBase = g | lowFlags | ((lo | hi) === 0 ? ZF : 0);
+    this.hi = hi | 0;
+    return lo | 0;
+  }
+
+  private aluSized64(op: number, size: number, a: number, aHi: number, b: number, bHi: number): number {
+    if (size === 64) return this.alu64(op, a, aHi, b, bHi);
+    this.hi = 0;
+    return this.alu(op, size, a, b);
+  }
+
+  private execute64(insn: Insn): void {
+    const op = insn.opcode;
+    const size = insn.opSize;
+    if (op < 0x40 && (op & 7) < 6) {
+      this.aluForm64(insn, op >> 3, op & 7);
+      return;
+    }
+    switch (op) {
+      case 0x50:
+      case 0x51:
+      case 0x52:
+      case 0x53:
+      case 0x54:
+      case 0x55:
+      case 0x56:
+      case 0x57: {
+        const r = (op & 7) | ((insn.rex & 1) << 3);
+        if (size === SIZE16) break;
+        this.push64(this.regs[r]!, this.regsHigh[r]!);
+        return;
+      }
+      case 0x58:
+      case 0x59:
+      case 0x5a:
+      case 0x5b:
+      case 0x5c:
+      case 0x5d:
+      case 0x5e:
+      case 0x5f: {
+        if (size === SIZE16) break;
+        const v = this.pop64();
+        this.setReg64(64, (op & 7) | ((insn.rex & 1) << 3), v, this.hi);
+        return;
+      }
+      case 0x63: {
+        // MOVSXD (with REX.W); without it a plain 32-bit move.
+        const v = this.readOperand64(insn, 32);
+        this.setReg64(size === 64 ? 64 : 32, insn.reg, v, v >> 31);
+        return;
+      }
+      case 0x68:
+        this.push64(insn.imm, insn.imm >> 31);
+        return;
+      case 0x6a: {
+        const v = (insn.imm << 24) >> 24;
+        this.push64(v, v >> 31);
+        return;
+      }
+      case 0x80:
+      case 0x81:
+      case 0x83: {
+        const sz = op === 0x80 ? 8 : size;
+        const imm = op === 0x83 ? (insn.imm << 24) >> 24 : insn.imm;
+        const a = this.readOperand64(insn, sz);
+        const r = this.aluSized64(insn.reg & 7, sz, a, this.hi, imm, imm >> 31);
+        if ((insn.reg & 7) !== 7) this.writeOperandAgain64(insn, sz, r, this.hi);
+        return;
+      }
+      case 0x84:
+      case 0x85: {
+        const sz = op === 0x84 ? 8 : size;
+        const a = this.readOperand64(insn, sz);
+        const aHi = this.hi;
+        const b = this.getReg64(sz, insn.reg);
+        this.aluSized64(4, sz, a, aHi, b, this.hi);
+        return;
+      }
+      case 0x88:
+      case 0x89: {
+        const sz = op === 0x88 ? 8 : size;
+        const v = this.getReg64(sz, insn.reg);
+        this.writeOperand64(insn, sz, v, this.hi);
+        return;
+      }
+      case 0x8a:
+      case 0x8b: {
+        const sz = op === 0x8a ? 8 : size;
+        const v = this.readOperand64(insn, sz);
+        this.setReg64(sz, insn.reg, v, this.hi);
+        return;
+      }
+      case 0x8c:
+        this.writeOperand64(insn, insn.rmIsReg ? size : 16, this.segSel[insn.reg & 7]!, 0);
+        return;
+      case 0x8d: {
+        if (insn.rmIsReg) throw new CpuFault(EXC_UD);
+        const v = this.offset64(insn);
+        this.setReg64(size, insn.reg, v, this.hi);
+        return;
+      }
+      case 0x90:
+        if (!(insn.rex & 1)) return; // NOP (XCHG r8, rAX with REX.B)
+        this.exchange64(size, 8);
+        return;
+      case 0x91:
+      case 0x92:
+      case 0x93:
+      case 0x94:
+      case 0x95:
+      case 0x96:
+      case 0x97:
+        this.exchange64(size, (op & 7) | ((insn.rex & 1) << 3));
+        return;
+      case 0x98: // CDQE / CWDE / CBW
+        if (size === 64) this.regsHigh[0] = this.regs[0]! >> 31;
+        else if (size === 32) this.setReg64(32, 0, (this.regs[0]! << 16) >> 16, 0);
+        else this.setReg(16, 0, (this.regs[0]! << 24) >> 24);
+        return;
+      case 0x99: // CQO / CDQ / CWD
+        if (size === 64) this.setReg64(64, 2, this.regsHigh[0]! >> 31, this.regsHigh[0]! >> 31);
+        else if (size === 32) this.setReg64(32, 2, this.regs[0]! >> 31, 0);
+        else this.setReg(16, 2, (this.regs[0]! << 16) >> 31);
+        return;
+      case 0x9c:
+        this.push64(this.materializeFlags() & ~(VM | RF), 0);
+        return;
+      case 0x9d: {
+        const v = this.pop64();
+        const iopl = (this.flagsBase & IOPL) >> 12;
+        let mask = POPF_MASK;
+        if (this.cpl > 0) mask &= ~IOPL;
+        if (this.cpl > iopl) mask &= ~IF;
+        this.setFlagsMasked(v, mask);
+        return;
+      }
+      case 0xa8:
+      case 0xa9: {
+        const sz = op === 0xa8 ? 8 : size;
+        const a = this.getReg64(sz, 0);
+        this.aluSized64(4, sz, a, this.hi, insn.imm, insn.imm >> 31);
+        return;
+      }
+      case 0xb0:
+      case 0xb1:
+      case 0xb2:
+      case 0xb3:
+      case 0xb4:
+      case 0xb5:
+      case 0xb6:
+      case 0xb7:
+        this.setReg64(8, (op & 7) | ((insn.rex & 1) << 3), insn.imm, 0);
+        return;
+      case 0xb8:
+      case 0xb9:
+      case 0xba:
+      case 0xbb:
+      case 0xbc:
+      case 0xbd:
+      case 0xbe:
+      case 0xbf:
+        this.setReg64(size, (op & 7) | ((insn.rex & 1) << 3), insn.imm, insn.imm2);
+        return;
+      case 0xc2:
+      case 0xc3: {
+        const rip = this.pop64();
+        const ripHigh = this.hi;
+        if (op === 0xc2) {
+          this.regs[4] = this.add64(this.regs[4]!, this.regsHigh[4]!, insn.imm, 0);
+          this.regsHigh[4] = this.hi;
+        }
+        this.eip = rip;
+        this.ripHigh = ripHigh;
+        return;
+      }
+      case 0xc6:
+      case 0xc7: {
+        const sz = op === 0xc6 ? 8 : size;
+        this.writeOperand64(insn, sz, insn.imm, insn.imm >> 31);
+        return;
+      }
+      case 0xc9: // LEAVE
+        this.regs[4] = this.regs[5]!;
+        this.regsHigh[4] = this.regsHigh[5]!;
+        this.setReg64(64, 5, this.pop64(), this.hi);
+        return;
+      case 0xcc:
+        this.softwareInterrupt(EXC_BP);
+        return;
+      case 0xcd:
+        this.softwareInterrupt(insn.imm);
+        return;
+      case 0xcf:
+        if (size !== 64) break;
+        this.iret64();
+        return;
+      case 0xe8:
+        this.push64(this.eip, this.ripHigh);
+        this.jump64(insn.imm);
+        return;
+      case 0xe9:
+        this.jump64(insn.imm);
+        return;
+      case 0xeb:
+        this.jump64((insn.imm << 24) >> 24);
+        return;
+      case 0xe4:
+      case 0xe5:
+      case 0xec:
+      case 0xed:
+        this.executeOneByte(insn, op);
+        if ((op & 1) === 1 && size !== SIZE16) this.regsHigh[0] = 0;
+        return;
+      case 0x8e:
+      case 0xe6:
+      case 0xe7:
+      case 0xee:
+      case 0xef:
+      case 0xf4:
+      case 0xf5:
+      case 0xf8:
+      case 0xf9:
+      case 0xfa:
+      case 0xfb:
+      case 0xfc:
+      case 0xfd:
+      case 0xd8:
+      case 0xd9:
+      case 0xda:
+      case 0xdb:
+      case 0xdc:
+      case 0xdd:
+      case 0xde:
+      case 0xdf:
+        this.executeOneByte(insn, op);
+        return;
+      case 0xf6:
+      case 0xf7:
+        if (this.group3In64(insn, op === 0xf6 ? 8 : size)) return;
+        break;
+      case 0xfe:
+      case 0xff:
+        if (this.group5In64(insn, op === 0xfe ? 8 : size)) return;
+        break;
+      default:
+        if (op >= 0x70 && op <= 0x7f) {
+          if (this.condition(op & 15)) this.jump64((insn.imm << 24) >> 24);
+          return;
+        }
+        if (op >= 0x100 && this.executeTwoByte64(insn, op & 0xff)) return;
+    }
+    throw new Unimplemented(`64-bit mode: opcode ${op >= 0x100 ? "0f " : ""}${(op & 0xff).toString(16)}`);
+  }
+
+  /** ALU rows 00-3F: 0 Eb,Gb 1 Ev,Gv 2 Gb,Eb 3 Gv,Ev 4 AL,ib 5 rAX,iz. */
+  private aluForm64(insn: Insn, aluOp: number, form: number): void {
+    const size = insn.opSize;
+    if (form >= 4) {
+      const sz = form === 4 ? 8 : size;
+      const a = this.getReg64(sz, 0);
+      const r = this.aluSized64(aluOp, sz, a, this.hi, insn.imm, insn.imm >> 31);
+      if (aluOp !== 7) this.setReg64(sz, 0, r, this.hi);
+      return;
+    }
+    const sz = form & 1 ? size : 8;
+    const rmValue = this.readOperand64(insn, sz);
+    const rmHigh = this.hi;
+    const regValue = this.getReg64(sz, insn.reg);
+    const regHigh = this.hi;
+    if (form & 2) {
+      const r = this.aluSized64(aluOp, sz, regValue, regHigh, rmValue, rmHigh);
+      if (aluOp !== 7) this.setReg64(sz, insn.reg, r, this.hi);
+    } else {
+      const r = this.aluSized64(aluOp, sz, rmValue, rmHigh, regValue, regHigh);
+      if (aluOp !== 7) this.writeOperandAgain64(insn, sz, r, this.hi);
+    }
+  }
+
+  private exchange64(size: number, r: number): void {
+    const a = this.getReg64(size, 0);
+    const aHi = this.hi;
+    const b = this.getReg64(size, r);
+    this.setReg64(size, 0, b, this.hi);
+    this.setReg64(size, r, a, aHi);
+  }
+
+  /** F6/F7: TEST, NOT, NEG in every size; MUL/IMUL/DIV/IDIV up to 32 bits. */
+  private group3In64(insn: Insn, size: number): boolean {
+    const sub = insn.reg & 7;
+    if (sub === 0 || sub === 1) {
+      const a = this.readOperand64(insn, size);
+      this.aluSized64(4, size, a, this.hi, insn.imm, insn.imm >> 31);
+      return true;
+    }
+    if (sub === 2 || sub === 3) {
+      const a = this.readOperand64(insn, size);
+      const aHi = this.hi;
+      if (sub === 2) this.writeOperandAgain64(insn, size, ~a, ~aHi);
+      else {
+        // NEG = 0 - operand: CF = (operand != 0) comes out of the subtraction.
+        const r = this.aluSized64(5, size, 0, 0, a, aHi);
+        this.writeOperandAgain64(insn, size, r, this.hi);
+      }
+      return true;
+    }
+    if (size === 64) return false;
+    this.executeOneByte(insn, insn.opcode);
+    if (size === 32) this.regsHigh[0] = this.regsHigh[2] = 0;
+    return true;
+  }
+
+  /** FE/FF: INC, DEC, CALL and JMP near through r/m64, PUSH r/m64. */
+  private group5In64(insn: Insn, size: number): boolean {
+    const sub = insn.reg & 7;
+    if (sub === 0 || sub === 1) {
+      const a = this.readOperand64(insn, size);
+      const aHi = this.hi;
+      const cf = this.getCF();
+      const r = this.aluSized64(sub === 0 ? 0 : 5, size, a, aHi, 1, 0);
+      const rHi = this.hi;
+      this.setFlagBit(CF, cf !== 0);
+      this.writeOperandAgain64(insn, size, r, rHi);
+      return true;
+    }
+    if (insn.opcode === 0xfe) return false;
+    // Near indirect branches and PUSH always use 64-bit operands.
+    if (sub === 2 || sub === 4) {
+      const target = this.readOperand64(insn, 64);
+      const targetHigh = this.hi;
+      if (sub === 2) this.push64(this.eip, this.ripHigh);
+      this.eip = target;
+      this.ripHigh = targetHigh;
+      return true;
+    }
+    if (sub === 6) {
+      const v = this.readOperand64(insn, 64);
+      this.push64(v, this.hi);
+      return true;
+    }
+    return false;
+  }
+
+  private executeTwoByte64(insn: Insn, op: number): boolean {
+    const size = insn.opSize;
+    if (op >= 0x80 && op <= 0x8f) {
+      if (this.condition(op & 15)) this.jump64(insn.imm);
+      return true;
+    }
+    if (op >= 0x40 && op <= 0x4f) {
+      // CMOVcc: the 32-bit form zero-extends even when the condition is false.
+      const v = this.readOperand64(insn, size);
+      const vHi = this.hi;
+      if (this.condition(op & 15)) this.setReg64(size, insn.reg, v, vHi);
+      else if (size === 32) this.regsHigh[insn.reg] = 0;
+      return true;
+    }
+    switch (op) {
+      case 0x01:
+        return this.group7In64(insn);
+      case 0x05:
+        this.syscall();
+        return true;
+      case 0x07:
+        if (size !== 64) return false;
+        this.sysret();
+        return true;
+      case 0x20: {
+        this.executeTwoByte(insn, op);
+        this.regsHigh[insn.rm] = insn.reg === 2 ? this.cr2High : 0;
+        return true;
+      }
+      case 0x31:
+      case 0x32:
+        this.executeTwoByte(insn, op);
+        this.regsHigh[0] = this.regsHigh[2] = 0;
+        return true;
+      case 0xa2:
+        this.executeTwoByte(insn, op);
+        this.regsHigh[0] = this.regsHigh[1] = this.regsHigh[2] = this.regsHigh[3] = 0;
+        return true;
+      case 0xb6:
+      case 0xb7:
+      case 0xbe:
+      case 0xbf: {
+        const from = op & 1 ? 16 : 8;
+        let v = this.readOperand64(insn, from);
+        if (op >= 0xbe) v = from === 8 ? (v << 24) >> 24 : (v << 16) >> 16;
+        this.setReg64(size, insn.reg, v, op >= 0xbe ? v >> 31 : 0);
+        return true;
+      }
+      case 0x7e:
+      case 0xd7:
+        // MOVD r32, xmm / PMOVMSKB write a 32-bit register: zero-extend it.
+        this.executeTwoByte(insn, op);
+        if (insn.rmIsReg && op === 0x7e && insn.rep === 0) this.regsHigh[insn.rm] = 0;
+        if (op === 0xd7) this.regsHigh[insn.reg] = 0;
+        return true;
+      case 0x06:
+      case 0x08:
+      case 0x09:
+      case 0x0b:
+      case 0x0d:
+      case 0x18:
+      case 0x19:
+      case 0x1a:
+      case 0x1b:
+      case 0x1c:
+      case 0x1d:
+      case 0x1e:
+      case 0x1f:
+      case 0x22:
+      case 0x30:
+      case 0xae:
+        this.executeTwoByte(insn, op);
+        return true;
+      default:
+        if (op >= 0x90 && op <= 0x9f) {
+          this.executeTwoByte(insn, op); // SETcc: byte writes only
+          return true;
+        }
+        if (op >= 0x10 && op !== 0xc3 && (op < 0xa0 || op > 0xcf)) {
+          // SSE: the operand is an XMM register or memory.
+          return this.sse.execute(insn, op) || false;
+        }
+        return false;
+    }
+  }
+
+  /** 0F 01 in 64-bit mode: LGDT/LIDT take a 10-byte operand; SWAPGS. */
+  private group7In64(insn: Insn): boolean {
+    const sub = insn.reg & 7;
+    if (insn.rmIsReg) {
+      if (sub === 7 && (insn.rm & 7) === 0) {
+        this.requireCpl0();
+        // SWAPGS: exchange GS.base with IA32_KERNEL_GS_BASE.
+        const lo = this.segBase[5]!;
+        const hi = this.segBaseHigh[5]!;
+        this.segBase[5] = this.kernelGsBase[0]!;
+        this.segBaseHigh[5] = this.kernelGsBase[1]!;
+        this.kernelGsBase[0] = lo;
+        this.kernelGsBase[1] = hi;
+        return true;
+      }
+      return false;
+    }
+    if (sub === 2 || sub === 3) {
+      this.requireCpl0();
+      const lin = this.effectiveAddress64(insn);
+      const high = this.linHigh;
+      const limit = this.read16(lin);
+      this.linHigh = high;
+      const base = this.read32((lin + 2) | 0);
+      this.linHigh = high;
+      const baseHigh = this.read32((lin + 6) | 0);
+      if (sub === 2) {
+        this.gdtBase = base;
+        this.gdtBaseHigh = baseHigh;
+        this.gdtLimit = limit;
+      } else {
+        this.idtBase = base;
+        this.idtBaseHigh = baseHigh;
+        this.idtLimit = limit;
+      }
+      return true;
+    }
+    if (sub === 7) {
+      this.requireCpl0();
+      this.flushTlb(false); // INVLPG: the whole non-global TLB (the tag holds only half the address)
+      this.breakLoop = true;
+      return true;
+    }
+    return false;
+  }
+
+  /** SYSCALL (SDM vol. 2): RCX = RIP, R11 = RFLAGS, CS/SS from STAR, RIP = LSTAR, RFLAGS &= ~FMASK. */
+  private syscall(): void {
+    if (!(this.efer & EFER_SCE)) throw new CpuFault(EXC_UD);
+    const flags = this.materializeFlags();
+    this.setReg64(64, 1, this.eip, this.ripHigh);
+    this.setReg64(64, 11, flags & ~RF, 0);
+    const selector = this.star[1]! & 0xfffc;
+    this.loadFlat(1, selector, 0x9b, 0);
+    this.segAttr[1] = 0xa9b; // 64-bit code (L=1, D=0)
+    this.loadFlat(2, (selector + 8) & 0xffff, 0x93, 0);
+    this.cpl = 0;
+    this.flagsBase = flags & ~this.fmask & ~RF;
+    this.eip = this.lstar[0]!;
+    this.ripHigh = this.lstar[1]!;
+    this.updateModes();
+    this.breakLoop = true;
+  }
+
+  /** SYSRET with REX.W: back to 64-bit ring 3 (CS = STAR[63:48]+16, SS = +8), RIP = RCX, RFLAGS = R11. */
+  private sysret(): void {
+    if (!(this.efer & EFER_SCE)) throw new CpuFault(EXC_UD);
+    this.requireCpl0();
+    const base = this.star[1]! >>> 16;
+    this.loadFlat(1, ((base + 16) & 0xfffc) | 3, 0xfb, 3);
+    this.segAttr[1] = 0xafb;
+    this.loadFlat(2, ((base + 8) & 0xfffc) | 3, 0xf3, 3);
+    this.cpl = 3;
+    this.flagsBase = ((this.regs[11]! & 0x3c7fd7) | 2) & ~RF;
+    this.lazy = LAZY_NONE;
+    this.eip = this.regs[1]!;
+    this.ripHigh = this.regsHigh[1]!;
+    this.updateModes();
+    this.breakLoop = true;
+  }
+
+  /**
+   * Interrupt/exception delivery in IA-32e mode (SDM vol. 3 §6.14): 16-byte
+   * gates, 64-bit target code segment, RSP from the TSS (or an IST slot),
+   * SS nulled on a privilege change, the stack aligned to 16 and five
+   * 8-byte words pushed (SS, RSP, RFLAGS, CS, RIP) plus the error code.
+   */
+  private deliverInterrupt64(
+    vector: number,
+    errorCode: number,
+    software: boolean,
+    ext: number,
+    returnEip: number,
+  ): void {
+    const flags = this.materializeFlags();
+    const returnHigh = this.ripHigh;
+    const gateSelectorCode = vector * 8 + 2 + ext;
+    if (vector * 16 + 15 > this.idtLimit) throw new CpuFault(EXC_GP, gateSelectorCode);
+    const gate = (this.idtBase + vector * 16) | 0;
+    const words = [0, 0, 0];
+    for (let i = 0; i < 3; i++) {
+      this.linHigh = this.idtBaseHigh;
+      words[i] = this.sysRead32((gate + 4 * i) | 0);
+    }
+    const [low, high, offsetHigh] = words as [number, number, number];
+    const type = (high >> 8) & 0x1f;
+    if (type !== 0x0e && type !== 0x0f) throw new CpuFault(EXC_GP, gateSelectorCode);
+    if (software && ((high >> 13) & 3) < this.cpl) throw new CpuFault(EXC_GP, gateSelectorCode);
+    if (!(high & 0x8000)) throw new CpuFault(EXC_NP, gateSelectorCode);
+    const selector = low >>> 16;
+    if ((selector & 0xfffc) === 0) throw new CpuFault(EXC_GP, ext);
+    this.readDescriptor(selector);
+    const attr = X86Cpu.descAttr(this.descHigh);
+    const dpl = (attr >> 5) & 3;
+    if ((attr & 0x18) !== 0x18 || dpl > this.cpl || !(attr & ATTR_L) || attr & ATTR_DB) {
+      throw new CpuFault(EXC_GP, (selector & 0xfffc) + ext);
+    }
+    if (!(attr & 0x80)) throw new CpuFault(EXC_NP, (selector & 0xfffc) + ext);
+    const csLow = this.descLow;
+    const csHigh = this.descHigh;
+    const oldSs = this.segSel[2]!;
+    const oldRsp = this.regs[4]!;
+    const oldRspHigh = this.regsHigh[4]!;
+    const oldCs = this.segSel[1]!;
+    const ist = high & 7;
+    const newCpl = attr & 4 ? this.cpl : dpl;
+    if (ist !== 0 || newCpl < this.cpl) {
+      const at = ist !== 0 ? TSS64_IST1 + (ist - 1) * 8 : TSS64_RSP0 + newCpl * 8;
+      if (at + 7 > this.trLimit) throw new CpuFault(EXC_TS, (this.trSel & 0xfffc) + ext);
+      this.linHigh = this.trBaseHigh;
+      this.regs[4] = this.sysRead32((this.trBase + at) | 0);
+      this.linHigh = this.trBaseHigh;
+      this.regsHigh[4] = this.sysRead32((this.trBase + at + 4) | 0);
+    }
+    this.regs[4] &= ~15;
+    if (newCpl < this.cpl) {
+      this.segSel[2] = newCpl; // a null SS with RPL = the new CPL
+      this.segAttr[2] = 0;
+    }
+    this.cpl = newCpl;
+    this.push64(oldSs, 0);
+    this.push64(oldRsp, oldRspHigh);
+    this.push64(flags, 0);
+    this.push64(oldCs, 0);
+    this.push64(returnEip, returnHigh);
+    if (errorCode >= 0) this.push64(errorCode, 0);
+    this.descLow = csLow;
+    this.descHigh = csHigh;
+    this.loadCs(selector, newCpl);
+    this.eip = (low & 0xffff) | (high & 0xffff0000);
+    this.ripHigh = offsetHigh;
+    this.flagsBase &= ~(TF | NT | RF | VM);
+    if (!(type & 1)) this.flagsBase &= ~IF;
+  }
+
+  /** IRETQ: pops RIP, CS, RFLAGS, RSP and SS (always, in 64-bit mode). */
+  private iret64(): void {
+    const rip = this.pop64();
+    const ripHigh = this.hi;
+    const cs = this.pop64() & 0xffff;
+    const flags = this.pop64();
+    const rsp = this.pop64();
+    const rspHigh = this.hi;
+    const ss = this.pop64() & 0xffff;
+    const oldCpl = this.cpl;
+    const rpl = cs & 3;
+    if ((cs & 0xfffc) === 0 || rpl < oldCpl) throw new CpuFault(EXC_GP, cs & 0xfffc);
+    this.readDescriptor(cs);
+    this.checkReturnCode(cs, rpl);
+    const iopl = (this.flagsBase & IOPL) >> 12;
+    let mask = POPF_MASK;
+    if (oldCpl > 0) mask &= ~IOPL;
+    if (oldCpl > iopl) mask &= ~IF;
+    this.loadCs(cs, rpl);
+    this.setFlagsMasked(flags, mask);
+    if ((ss & 0xfffc) === 0 && this.codeSize === SIZE64 && rpl < 3) {
+      this.segSel[2] = ss;
+      this.segAttr[2] = 0;
+    } else this.loadSegment(2, ss);
+    this.regs[4] = rsp;
+    this.regsHigh[4] = this.codeSize === SIZE64 ? rspHigh : 0;
+    this.eip = rip;
+    this.ripHigh = this.codeSize === SIZE64 ? ripHigh : 0;
+    if (rpl > oldCpl) this.nullInaccessibleSegments();
+    this.updateModes();
   }
 }
 
