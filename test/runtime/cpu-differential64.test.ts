@@ -64,7 +64,7 @@ function generate(rng: Rng): Case {
   const r9 = value64(rng);
   const flags = (rng.next() & ARITH) | 2;
   const op = rng.int(8);
-  const form = rng.int(9);
+  const form = rng.int(12);
   const imm8 = rng.int(256);
   const imm32 = rng.value() >>> 0;
   const le32 = [imm32 & 0xff, (imm32 >>> 8) & 0xff, (imm32 >>> 16) & 0xff, imm32 >>> 24];
@@ -117,6 +117,22 @@ function generate(rng: Rng): Case {
       return { ...base, name: "test r8, r9", code: [0x4d, 0x85, 0xc8], defined: ARITH & ~AF };
     case 7:
       return { ...base, name: "movsxd r8, r9d", code: [0x4d, 0x63, 0xc1], defined: ARITH };
+    case 9: {
+      // Shifts and rotates by imm8 or 1 (SDM: AF undefined; OF only for count 1; rotates touch CF/OF only).
+      const sub = rng.pick([0, 1, 4, 5, 7]);
+      const byOne = rng.int(3) === 0;
+      const count = byOne ? 1 : rng.pick([0, 1, 2, 31, 32, 33, 63, 64, rng.int(256)]);
+      const masked = count & 63;
+      let defined = masked === 0 ? ARITH : sub <= 1 ? CF : ARITH & ~AF & ~OF;
+      if (masked === 1) defined |= OF;
+      const name = `${["rol", "ror", "", "", "shl", "shr", "", "sar"][sub]} r8, ${count}`;
+      const code = byOne ? [0x49, 0xd1, 0xc0 | (sub << 3)] : [0x49, 0xc1, 0xc0 | (sub << 3), count];
+      return { ...base, name, code, defined };
+    }
+    case 10:
+      return { ...base, name: "imul r8, r9", code: [0x4d, 0x0f, 0xaf, 0xc1], defined: CF | OF };
+    case 11:
+      return { ...base, name: "imul r8, r9, imm32", code: [0x4d, 0x69, 0xc1, ...le32], defined: CF | OF };
     default: {
       const scale = rng.int(4);
       return {
@@ -225,7 +241,7 @@ function runOnEmulator(m: ReturnType<typeof longModeMachine>, c: Case): Outcome 
 }
 
 describe.skipIf(missing !== "")("CPU differential test against the host CPU, 64-bit mode", () => {
-  it(`REX.W ALU, INC/DEC/NOT/NEG, TEST, MOVSXD, LEA and 32-bit zero-extending forms: ${CASES} random cases agree`, () => {
+  it(`REX.W ALU, INC/DEC/NOT/NEG, TEST, MOVSXD, LEA, shifts, rotates, IMUL and 32-bit zero-extending forms: ${CASES} random cases agree`, () => {
     const dir = tempDir("ovfkit-diff64-");
     const harness = join(dir, "alu64");
     run("gcc", ["-O2", "-mno-red-zone", "-o", harness, join(import.meta.dirname, "differential", "alu64.c")]);

@@ -4320,6 +4320,35 @@ export class X86Cpu implements Cpu, CodeSource {
       case 0xf7:
         if (this.group3In64(insn, op === 0xf6 ? 8 : size)) return;
         break;
+      case 0xc0:
+      case 0xc1:
+      case 0xd0:
+      case 0xd1:
+      case 0xd2:
+      case 0xd3: {
+        const sz = op & 1 ? size : 8;
+        const count = op <= 0xc1 ? insn.imm : op <= 0xd1 ? 1 : this.regs[1]! & 0xff;
+        const a = this.readOperand64(insn, sz);
+        if (sz !== 64) {
+          this.writeOperandAgain64(insn, sz, this.shift(insn.reg & 7, sz, a, count), 0);
+          return;
+        }
+        const r = this.shift64(insn.reg & 7, a, this.hi, count);
+        this.writeOperandAgain64(insn, 64, r, this.hi);
+        return;
+      }
+      case 0x69:
+      case 0x6b: {
+        const imm = op === 0x6b ? (insn.imm << 24) >> 24 : insn.imm;
+        const a = this.readOperand64(insn, size);
+        if (size !== 64) {
+          this.setReg64(size, insn.reg, this.imulTruncated(size, a, imm), 0);
+          return;
+        }
+        const r = this.imul64(a, this.hi, imm, imm >> 31);
+        this.setReg64(64, insn.reg, r, this.hi);
+        return;
+      }
       case 0xfe:
       case 0xff:
         if (this.group5In64(insn, op === 0xfe ? 8 : size)) return;
@@ -4391,6 +4420,82 @@ export class X86Cpu implements Cpu, CodeSource {
     return true;
   }
 
+  /** Sets the arithmetic flags from a 64-bit result (AF left as it was: undefined here). */
+  private setFlags64(lo: number, hi: number, cf: boolean, of: boolean): void {
+    const f = this.materializeFlags() & ~(CF | PF | ZF | SF | OF);
+    this.flagsBase =
+      f | (cf ? CF : 0) | PARITY[lo & 0xff]! | ((lo | hi) === 0 ? ZF : 0) | (hi < 0 ? SF : 0) | (of ? OF : 0);
+  }
+
+  /**
+   * 64-bit shifts and rotates (0 ROL 1 ROR 4/6 SHL 5 SHR 7 SAR; RCL/RCR are
+   * not implemented in 64-bit mode). A count of 0 (mod 64) changes nothing.
+   */
+  private shift64(op: number, lo: number, hi: number, count: number): number {
+    count &= 0x3f;
+    const a = (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
+    if (count === 0) {
+      this.hi = hi;
+      return lo;
+    }
+    const c = BigInt(count);
+    let r: bigint;
+    let cf: boolean;
+    let of: boolean;
+    switch (op) {
+      case 0:
+        r = BigInt.asUintN(64, (a << c) | (a >> (64n - c)));
+        cf = (r & 1n) !== 0n;
+        of = (r >> 63n !== 0n) !== cf;
+        break;
+      case 1:
+        r = BigInt.asUintN(64, (a >> c) | (a << (64n - c)));
+        cf = r >> 63n !== 0n;
+        of = cf !== (((r >> 62n) & 1n) !== 0n); // the two most significant bits differ
+        break;
+      case 4:
+      case 6:
+        r = BigInt.asUintN(64, a << c);
+        cf = ((a >> (64n - c)) & 1n) !== 0n;
+        of = (r >> 63n !== 0n) !== cf;
+        break;
+      case 5:
+        r = a >> c;
+        cf = ((a >> (c - 1n)) & 1n) !== 0n;
+        of = a >> 63n !== 0n;
+        break;
+      case 7:
+        r = BigInt.asUintN(64, BigInt.asIntN(64, a) >> c);
+        cf = ((BigInt.asIntN(64, a) >> (c - 1n)) & 1n) !== 0n;
+        of = false;
+        break;
+      default:
+        throw new Unimplemented("64-bit RCL/RCR");
+    }
+    const rLo = Number(r & 0xffffffffn) | 0;
+    const rHi = Number(r >> 32n) | 0;
+    if (op <= 1) {
+      // Rotates change only CF and OF.
+      const f = this.materializeFlags() & ~(CF | OF);
+      this.flagsBase = f | (cf ? CF : 0) | (of ? OF : 0);
+    } else this.setFlags64(rLo, rHi, cf, of);
+    this.hi = rHi;
+    return rLo;
+  }
+
+  /** Signed 64x64 multiply, truncated; CF = OF = the product did not fit. */
+  private imul64(aLo: number, aHi: number, bLo: number, bHi: number): number {
+    const a = BigInt.asIntN(64, (BigInt(aHi >>> 0) << 32n) | BigInt(aLo >>> 0));
+    const b = BigInt.asIntN(64, (BigInt(bHi >>> 0) << 32n) | BigInt(bLo >>> 0));
+    const full = a * b;
+    const r = BigInt.asIntN(64, full);
+    const lo = Number(BigInt.asUintN(32, r)) | 0;
+    const hi = Number(BigInt.asIntN(32, r >> 32n));
+    this.setFlags64(lo, hi, r !== full, r !== full);
+    this.hi = hi;
+    return lo;
+  }
+
   /** FE/FF: INC, DEC, CALL and JMP near through r/m64, PUSH r/m64. */
   private group5In64(insn: Insn, size: number): boolean {
     const sub = insn.reg & 7;
@@ -4460,6 +4565,18 @@ export class X86Cpu implements Cpu, CodeSource {
         this.executeTwoByte(insn, op);
         this.regsHigh[0] = this.regsHigh[1] = this.regsHigh[2] = this.regsHigh[3] = 0;
         return true;
+      case 0xaf: {
+        const a = this.readOperand64(insn, size);
+        const aHi = this.hi;
+        const b = this.getReg64(size, insn.reg);
+        if (size !== 64) {
+          this.setReg64(size, insn.reg, this.imulTruncated(size, b, a), 0);
+          return true;
+        }
+        const r = this.imul64(b, this.hi, a, aHi);
+        this.setReg64(64, insn.reg, r, this.hi);
+        return true;
+      }
       case 0xb6:
       case 0xb7:
       case 0xbe:
