@@ -146,6 +146,45 @@ after_pf2:
   mov rax, 0xffff800000001000
   mov eax, [rax]                           ; PML4[256] not present: CR2 has the high half
 after_pf3:
+  lea rsi, [rel src_q]
+  lea rdi, [rel dst_q]
+  mov ecx, 3
+  cld
+  rep movsq
+  mov rax, [rel dst_q + 16]
+  report_high rax                          ; 0x33333333
+  mov eax, ecx
+  report                                   ; 0: RCX counted down
+  lea rdi, [rel dst_q]
+  mov al, 0xab
+  mov rcx, 5
+  rep stosb
+  mov eax, [rel dst_q + 4]
+  report                                   ; 0x111111ab
+  mov r8, 0x100000000
+  mov r9, 5
+  xadd r8, r9
+  report_high r9                           ; 1
+  mov eax, r8d
+  report                                   ; 5
+  mov rax, 0x100000005
+  mov r10, 0x700000000
+  cmpxchg r8, r10                          ; equal: r8 = r10
+  report_high r8                           ; 7
+  mov rax, 0x100000000
+  mov rbx, 0x300000000
+  mul rbx                                  ; RDX:RAX = 3 << 64
+  mov eax, edx
+  report                                   ; 3
+  mov rdx, 3
+  xor eax, eax
+  div rbx                                  ; (3 << 64) / (3 << 32) = 1 << 32
+  report_high rax                          ; 1
+  bswap r8
+  mov eax, r8d
+  report                                   ; 0x07000000
+  shl r8, 8
+  report_high r8                           ; 7
   cli
   hlt
 
@@ -184,6 +223,8 @@ gdt_end:
 gdtr: dw gdt_end - gdt - 1
   dd gdt
 qword_value: dq 0x1122334455667788
+src_q: dq 0x1111111111111111, 0x2222222222222222, 0x3333333333333333
+dst_q: dq 0, 0, 0
 scratch: dq 0
 resume: dq 0
 align 16
@@ -200,7 +241,7 @@ idtr: dw idt_end - idt - 1
 `;
 
 describe.skipIf(noNasm)("long mode", () => {
-  it("enters IA-32e mode and runs 64-bit code: R8-R15, RIP-relative, call/ret, 4-level paging, a 64-bit IDT gate, IRETQ and #PF", () => {
+  it("enters IA-32e mode and runs 64-bit code: R8-R15, RIP-relative, call/ret, 4-level paging, a 64-bit IDT gate, IRETQ, #PF, strings, XADD/CMPXCHG, MUL/DIV", () => {
     const m = bareMachine();
     const stop = runReal(m, assemble(PROGRAM));
     expect(stop, m.cpu.describeState()).toEqual(HALTED);
@@ -234,6 +275,16 @@ describe.skipIf(noNasm)("long mode", () => {
         0,
         0x1000,
         0xffff8000,
+        0x33333333, // REP MOVSQ
+        0,
+        0x111111ab, // REP STOSB
+        1, // XADD
+        5,
+        7, // CMPXCHG
+        3, // MUL
+        1, // DIV
+        0x07000000, // BSWAP
+        7, // SHL
       ].map((w) => w.toString(16)),
     );
     expect(m.cpu.mode).toBe("long64");

@@ -4337,6 +4337,22 @@ export class X86Cpu implements Cpu, CodeSource {
         this.writeOperandAgain64(insn, 64, r, this.hi);
         return;
       }
+      case 0x86:
+      case 0x87: {
+        const sz = op === 0x86 ? 8 : size;
+        const a = this.readOperand64(insn, sz);
+        const aHi = this.hi;
+        const b = this.getReg64(sz, insn.reg);
+        this.writeOperandAgain64(insn, sz, b, this.hi);
+        this.setReg64(sz, insn.reg, a, aHi);
+        return;
+      }
+      case 0xa4:
+      case 0xa5:
+      case 0xaa:
+      case 0xab:
+        this.stringOp64(insn, op);
+        return;
       case 0x69:
       case 0x6b: {
         const imm = op === 0x6b ? (insn.imm << 24) >> 24 : insn.imm;
@@ -4414,10 +4430,96 @@ export class X86Cpu implements Cpu, CodeSource {
       }
       return true;
     }
-    if (size === 64) return false;
+    if (size === 64) {
+      this.multiplyDivide64(sub, this.readOperand64(insn, 64), this.hi);
+      return true;
+    }
     this.executeOneByte(insn, insn.opcode);
     if (size === 32) this.regsHigh[0] = this.regsHigh[2] = 0;
     return true;
+  }
+
+  /** MUL/IMUL RDX:RAX = RAX * src, DIV/IDIV RDX:RAX / src (#DE on zero or overflow). */
+  private multiplyDivide64(sub: number, lo: number, hi: number): void {
+    const signed = sub === 5 || sub === 7;
+    const toBig = (l: number, h: number) => {
+      const u = (BigInt(h >>> 0) << 32n) | BigInt(l >>> 0);
+      return signed ? BigInt.asIntN(64, u) : u;
+    };
+    const src = toBig(lo, hi);
+    const setPair = (reg: number, v: bigint) => {
+      this.regs[reg] = Number(BigInt.asIntN(32, v));
+      this.regsHigh[reg] = Number(BigInt.asIntN(32, v >> 32n));
+    };
+    if (sub <= 5) {
+      const product = toBig(this.regs[0]!, this.regsHigh[0]!) * src;
+      const low = BigInt.asUintN(64, product);
+      const high = BigInt.asUintN(64, product >> 64n);
+      setPair(0, low);
+      setPair(2, high);
+      const fits = signed ? product === BigInt.asIntN(64, product) : high === 0n;
+      this.setFlags64(Number(BigInt.asIntN(32, low)), Number(BigInt.asIntN(32, low >> 32n)), !fits, !fits);
+      return;
+    }
+    if (src === 0n) throw new CpuFault(EXC_DE);
+    const dividendU =
+      (BigInt(this.regsHigh[2]! >>> 0) << 96n) |
+      (BigInt(this.regs[2]! >>> 0) << 64n) |
+      (BigInt(this.regsHigh[0]! >>> 0) << 32n) |
+      BigInt(this.regs[0]! >>> 0);
+    const dividend = signed ? BigInt.asIntN(128, dividendU) : dividendU;
+    const quotient = dividend / src;
+    const remainder = dividend % src;
+    const fits = signed ? quotient === BigInt.asIntN(64, quotient) : quotient >> 64n === 0n;
+    if (!fits) throw new CpuFault(EXC_DE);
+    setPair(0, BigInt.asUintN(64, quotient));
+    setPair(2, BigInt.asUintN(64, remainder));
+  }
+
+  /** MOVS/STOS (B/W/D/Q) with 64-bit RSI/RDI/RCX, REP honoured (one element per step, interrupts between steps). */
+  private stringOp64(insn: Insn, op: number): void {
+    const width = op & 1 ? insn.opSize : 8;
+    const step = width >> 3;
+    const delta = this.flagsBase & DF ? -step : step;
+    const a32 = insn.adSize === SIZE32;
+    const rep = insn.rep !== 0;
+    for (let n = 0; n < REP_CHUNK; n++) {
+      if (rep && this.regs[1] === 0 && (a32 || this.regsHigh[1] === 0)) return;
+      let v: number;
+      let vHi = 0;
+      if (op <= 0xa5) {
+        const seg = insn.segOverride >= 4 ? insn.segOverride : -1;
+        let src = this.regs[6]!;
+        let srcHi = a32 ? 0 : this.regsHigh[6]!;
+        if (seg >= 0) {
+          src = this.add64(src, srcHi, this.segBase[seg]!, this.segBaseHigh[seg]!);
+          srcHi = this.hi;
+        }
+        this.linHigh = srcHi;
+        v = this.readMem64(width, src);
+        vHi = this.hi;
+        this.advance64(6, delta, a32);
+      } else {
+        v = this.getReg64(width, 0);
+        vHi = this.hi;
+      }
+      this.linHigh = a32 ? 0 : this.regsHigh[7]!;
+      this.writeMem64(width, this.regs[7]!, v, vHi);
+      this.advance64(7, delta, a32);
+      if (n > 0) this.instructions++; // each iteration counts; the first was counted by the run loop
+      if (!rep) return;
+      this.regs[1] = this.add64(this.regs[1]!, a32 ? 0 : this.regsHigh[1]!, -1, -1);
+      this.regsHigh[1] = a32 ? 0 : this.hi;
+    }
+    // Not finished: run the instruction again (interrupts may come in between).
+    this.eip = this.startEip;
+    this.ripHigh = this.startRipHigh;
+    this.breakLoop = true;
+  }
+
+  private advance64(reg: number, delta: number, a32: boolean): void {
+    this.regs[reg] = this.add64(this.regs[reg]!, a32 ? 0 : this.regsHigh[reg]!, delta, delta >> 31);
+    this.regsHigh[reg] = a32 ? 0 : this.hi;
   }
 
   /** Sets the arithmetic flags from a 64-bit result (AF left as it was: undefined here). */
@@ -4565,6 +4667,50 @@ export class X86Cpu implements Cpu, CodeSource {
         this.executeTwoByte(insn, op);
         this.regsHigh[0] = this.regsHigh[1] = this.regsHigh[2] = this.regsHigh[3] = 0;
         return true;
+      case 0xb0:
+      case 0xb1: {
+        // CMPXCHG: compare rAX with r/m; equal -> r/m = reg, else rAX = r/m (the memory is written either way).
+        const sz = op === 0xb0 ? 8 : size;
+        const dst = this.readOperand64(insn, sz);
+        const dstHi = this.hi;
+        const acc = this.getReg64(sz, 0);
+        this.aluSized64(7, sz, acc, this.hi, dst, dstHi);
+        if (this.getZF()) {
+          const src = this.getReg64(sz, insn.reg);
+          this.writeOperandAgain64(insn, sz, src, this.hi);
+        } else {
+          if (!insn.rmIsReg) this.writeOperandAgain64(insn, sz, dst, dstHi);
+          this.setReg64(sz, 0, dst, dstHi);
+        }
+        return true;
+      }
+      case 0xc0:
+      case 0xc1: {
+        const sz = op === 0xc0 ? 8 : size;
+        const dst = this.readOperand64(insn, sz);
+        const dstHi = this.hi;
+        const src = this.getReg64(sz, insn.reg);
+        const sum = this.aluSized64(0, sz, dst, dstHi, src, this.hi);
+        const sumHi = this.hi;
+        this.setReg64(sz, insn.reg, dst, dstHi);
+        this.writeOperandAgain64(insn, sz, sum, sumHi);
+        return true;
+      }
+      case 0xc8:
+      case 0xc9:
+      case 0xca:
+      case 0xcb:
+      case 0xcc:
+      case 0xcd:
+      case 0xce:
+      case 0xcf: {
+        const r = (op & 7) | ((insn.rex & 1) << 3);
+        const swap = (v: number) =>
+          ((v & 0xff) << 24) | ((v & 0xff00) << 8) | ((v >>> 8) & 0xff00) | (v >>> 24);
+        if (size === 64) this.setReg64(64, r, swap(this.regsHigh[r]!), swap(this.regs[r]!));
+        else this.setReg64(32, r, swap(this.regs[r]!), 0);
+        return true;
+      }
       case 0xaf: {
         const a = this.readOperand64(insn, size);
         const aHi = this.hi;
