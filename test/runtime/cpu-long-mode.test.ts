@@ -1,6 +1,8 @@
 import { describe, expect, it } from "vitest";
+import { IoBus, MemoryBus } from "../../src/runtime/bus.js";
+import { X86Cpu } from "../../src/runtime/cpu/cpu.js";
 import { skipReason } from "../helpers/tools.js";
-import { assemble, bareMachine, runReal } from "./cpu-harness.js";
+import { assemble, bareMachine, runReal, TestInterrupts } from "./cpu-harness.js";
 
 /**
  * Long mode: a nasm program goes real -> protected -> IA-32e mode (4-level
@@ -288,5 +290,49 @@ describe.skipIf(noNasm)("long mode", () => {
       ].map((w) => w.toString(16)),
     );
     expect(m.cpu.mode).toBe("long64");
+  });
+});
+
+describe.skipIf(noNasm)("CPUID for long mode", () => {
+  function cpuidEdx(reportLongMode: boolean): number[] {
+    const memory = new MemoryBus(1 << 20);
+    const out: number[] = [];
+    const io = new IoBus();
+    io.register(0xec, 1, { read: () => 0, write: (_port, _size, value) => out.push(value >>> 0) });
+    const cpu = new X86Cpu({
+      memory,
+      io,
+      interrupts: new TestInterrupts(),
+      hypercall: () => {},
+      reportLongMode,
+    });
+    memory.ram.set(
+      assemble(`bits 16
+org 0x7c00
+  mov eax, 1
+  cpuid
+  mov eax, edx
+  out 0xec, eax
+  mov eax, 0x80000001
+  cpuid
+  mov eax, edx
+  out 0xec, eax
+  cli
+  hlt
+`),
+      0x7c00,
+    );
+    cpu.jumpReal(0, 0x7c00);
+    cpu.run(1000);
+    return out;
+  }
+
+  it("reports LM, SYSCALL, FXSR, SSE and SSE2 only when the host opts in", () => {
+    const [plain1, plainExt] = cpuidEdx(false);
+    expect(plain1! & 0x7000000).toBe(0);
+    expect(plainExt).toBe(1 << 20); // NX only
+    const [long1, longExt] = cpuidEdx(true);
+    expect(long1! & 0x7000000).toBe(0x7000000);
+    expect(longExt).toBe(((1 << 20) | (1 << 29) | (1 << 11)) >>> 0);
   });
 });

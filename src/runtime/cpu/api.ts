@@ -44,6 +44,14 @@ export interface CpuHost {
    * MSR: CPUID.1:EDX bit 9 (APIC) is reported only then. (Added by the CPU.)
    */
   hasLocalApic?: boolean;
+  /**
+   * Experimental, off by default: report long mode and its baseline in
+   * CPUID (0x80000001:EDX LM and SYSCALL, 1:EDX FXSR, SSE, SSE2) so a
+   * 64-bit kernel's CPU check passes. The 64-bit executor and the SSE unit
+   * implement a subset only (docs/runtime-cpu.md); unimplemented
+   * instructions stop the run as `unimplemented`.
+   */
+  reportLongMode?: boolean;
 }
 
 export interface Cpu {

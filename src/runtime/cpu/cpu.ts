@@ -2045,7 +2045,10 @@ export class X86Cpu implements Cpu, CodeSource {
         a = 0x633; // family 6, model 3, stepping 3 (Pentium II class)
         b = 0x00010000; // 1 logical processor, APIC id 0
         c = 0;
-        d = CPUID1_EDX | (this.host.hasLocalApic ? 1 << 9 : 0);
+        d =
+          CPUID1_EDX |
+          (this.host.hasLocalApic ? 1 << 9 : 0) |
+          (this.host.reportLongMode ? CPUID1_EDX_SSE2_BASELINE : 0);
         break;
       case 2:
         a = 0x00000001; // one iteration, no cache descriptors
@@ -2055,6 +2058,7 @@ export class X86Cpu implements Cpu, CodeSource {
         break;
       case 0x80000001:
         d = 1 << 20; // NX (PAE page tables honour it)
+        if (this.host.reportLongMode) d |= (1 << 29) | (1 << 11); // LM, SYSCALL
         break;
       case 0x80000002:
       case 0x80000003:
@@ -4968,6 +4972,8 @@ class TripleFault {
  * CPUID.1:EDX we report: FPU(0) PSE(3) TSC(4) MSR(5) PAE(6) CX8(8) SEP(11)
  * PGE(13) CMOV(15) PAT(16). APIC(9) is added when the machine has one.
  */
+/** FXSR (24), SSE (25), SSE2 (26): reported only with CpuHost.reportLongMode. */
+const CPUID1_EDX_SSE2_BASELINE = (1 << 24) | (1 << 25) | (1 << 26);
 export const CPUID1_EDX =
   (1 << 0) |
   (1 << 3) |
