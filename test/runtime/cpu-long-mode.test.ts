@@ -187,6 +187,15 @@ after_pf3:
   report                                   ; 0x07000000
   shl r8, 8
   report_high r8                           ; 7
+  xor eax, eax
+  mov ss, ax                               ; a null SS is allowed at CPL 0 in 64-bit mode
+  push 0x18
+  lea rax, [rel after_retf]
+  push rax
+  retfq                                    ; reload CS (as Linux's startup_64 does)
+after_retf:
+  mov eax, ss
+  report                                   ; 0
   cli
   hlt
 
@@ -287,6 +296,7 @@ describe.skipIf(noNasm)("long mode", () => {
         1, // DIV
         0x07000000, // BSWAP
         7, // SHL
+        0, // SS after MOV SS, 0 and RETFQ
       ].map((w) => w.toString(16)),
     );
     expect(m.cpu.mode).toBe("long64");

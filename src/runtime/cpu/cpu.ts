@@ -4057,6 +4057,15 @@ export class X86Cpu implements Cpu, CodeSource {
     this.regsHigh[4] = newHigh;
   }
 
+  /** A 4-byte pop in 64-bit mode (RETF without REX.W). */
+  private pop32In64(): number {
+    this.linHigh = this.regsHigh[4]!;
+    const v = this.read32(this.regs[4]!);
+    this.regs[4] = this.add64(this.regs[4]!, this.regsHigh[4]!, 4, 0);
+    this.regsHigh[4] = this.hi;
+    return v;
+  }
+
   private pop64(): number {
     this.linHigh = this.regsHigh[4]!;
     const lo = this.readMem64(64, this.regs[4]!);
@@ -4298,6 +4307,40 @@ export class X86Cpu implements Cpu, CodeSource {
         if ((op & 1) === 1 && size !== SIZE16) this.regsHigh[0] = 0;
         return;
       case 0x8e:
+        if ((insn.reg & 7) === 2 && this.cpl < 3) {
+          // 64-bit mode allows a null SS at CPL 0-2 (SDM vol. 3 §5.4.1.1).
+          const selector = this.readOperand64(insn, 16);
+          if ((selector & 0xfffc) === 0) {
+            this.segSel[2] = selector;
+            this.segAttr[2] = 0;
+            this.inhibitInterrupts = true;
+            this.breakLoop = true;
+            return;
+          }
+        }
+        this.executeOneByte(insn, op);
+        return;
+      case 0xca:
+      case 0xcb: {
+        // RETF to the same privilege level (64- or 32-bit operands).
+        if (size === SIZE16) break;
+        const wide = size === 64;
+        const rip = wide ? this.pop64() : this.pop32In64();
+        const ripHigh = wide ? this.hi : 0;
+        const cs = (wide ? this.pop64() : this.pop32In64()) & 0xffff;
+        if ((cs & 3) !== this.cpl) throw new Unimplemented("64-bit RETF to another privilege level");
+        if ((cs & 0xfffc) === 0) throw new CpuFault(EXC_GP, 0);
+        this.readDescriptor(cs);
+        this.checkReturnCode(cs, cs & 3);
+        this.loadCs(cs, this.cpl);
+        this.eip = rip;
+        this.ripHigh = this.codeSize === SIZE64 ? ripHigh : 0;
+        if (op === 0xca) {
+          this.regs[4] = this.add64(this.regs[4]!, this.regsHigh[4]!, insn.imm, 0);
+          this.regsHigh[4] = this.hi;
+        }
+        return;
+      }
       case 0xe6:
       case 0xe7:
       case 0xee:
