@@ -4582,11 +4582,12 @@ export class X86Cpu implements Cpu, CodeSource {
    */
   private shift64(op: number, lo: number, hi: number, count: number): number {
     count &= 0x3f;
-    const a = (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
     if (count === 0) {
       this.hi = hi;
       return lo;
     }
+    if (op >= 4) return this.shiftPair64(op, lo, hi, count);
+    const a = (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
     const c = BigInt(count);
     let r: bigint;
     let cf: boolean;
@@ -4628,6 +4629,41 @@ export class X86Cpu implements Cpu, CodeSource {
       const f = this.materializeFlags() & ~(CF | OF);
       this.flagsBase = f | (cf ? CF : 0) | (of ? OF : 0);
     } else this.setFlags64(rLo, rHi, cf, of);
+    this.hi = rHi;
+    return rLo;
+  }
+
+  /** SHL/SHR/SAR of an int32 pair by 1-63 without BigInt (the frequent shifts). */
+  private shiftPair64(op: number, lo: number, hi: number, count: number): number {
+    const bit = (k: number) => (k >= 32 ? (hi >>> (k - 32)) & 1 : (lo >>> k) & 1);
+    let rLo: number;
+    let rHi: number;
+    let cf: boolean;
+    let of: boolean;
+    if (op === 4 || op === 6) {
+      if (count < 32) {
+        rHi = (hi << count) | (lo >>> (32 - count));
+        rLo = lo << count;
+      } else {
+        rHi = lo << (count - 32);
+        rLo = 0;
+      }
+      cf = bit(64 - count) !== 0;
+      of = rHi < 0 !== cf;
+    } else {
+      if (count < 32) {
+        rLo = (lo >>> count) | (hi << (32 - count));
+        rHi = op === 7 ? hi >> count : hi >>> count;
+      } else {
+        rLo = op === 7 ? hi >> (count - 32) : hi >>> (count - 32);
+        rHi = op === 7 ? hi >> 31 : 0;
+      }
+      cf = bit(count - 1) !== 0;
+      of = op === 5 && hi < 0;
+    }
+    rLo |= 0;
+    rHi |= 0;
+    this.setFlags64(rLo, rHi, cf, of);
     this.hi = rHi;
     return rLo;
   }
