@@ -270,6 +270,9 @@ function validate(header: Qcow2Header, ext: Extensions, file: RandomAccessFile):
 export async function loadQcow2Layout(file: RandomAccessFile): Promise<Qcow2Layout> {
   const head = await file.readExact(0, Math.min(file.size, 512), "qcow2 header");
   if (head.length < V2_HEADER_LENGTH) fail("TRUNCATED", "the file is shorter than a qcow2 header", file, 0);
+  // a version 3 header has fields up to H_HEADER_LENGTH + 4 (found by the fuzzer: a RangeError before)
+  if (head.readUInt32BE(H_VERSION) === 3 && head.length < H_HEADER_LENGTH + 4)
+    fail("TRUNCATED", "the file is shorter than a qcow2 version 3 header", file, 0);
   const header = parseHeader(head, file);
   if (header.clusterBits < MIN_CLUSTER_BITS || header.clusterBits > MAX_CLUSTER_BITS) {
     fail(

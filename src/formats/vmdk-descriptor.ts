@@ -1,3 +1,4 @@
+import { existsSync, realpathSync } from "node:fs";
 import { isAbsolute, normalize, resolve, sep } from "node:path";
 import { OvfkitError } from "../errors.js";
 
@@ -235,7 +236,20 @@ export function extentPath(
       { file: where.file, line: where.line, column: 1 },
     );
   }
-  return resolve(folder, normalised);
+  const path = resolve(folder, normalised);
+  // a plain name can still be a symbolic link to a file elsewhere: compare where it really is
+  if (!allowOutside && existsSync(path)) {
+    const real = realpathSync(path);
+    const root = realpathSync(folder);
+    if (real !== root && !real.startsWith(`${root}${sep}`)) {
+      throw new OvfkitError(
+        "VMDK_EXTENT_OUTSIDE",
+        `extent "${name}" is a symbolic link to ${real}, outside the descriptor's folder (allow with allowExtentOutside)`,
+        { file: where.file, line: where.line, column: 1 },
+      );
+    }
+  }
+  return path;
 }
 
 function formatExtentLine(extent: Omit<ExtentLine, "line">): string {

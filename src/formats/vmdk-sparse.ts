@@ -626,9 +626,12 @@ export class SparseExtent {
     return { payload, offset };
   }
 
-  /** Structural check of the tables and grains (`ovfkit check`). */
+  /** Structural check of the tables and grains (`ovfkit check`); lists at most MAX_CHECK_FINDINGS. */
   async check(): Promise<CheckFinding[]> {
     const findings: CheckFinding[] = [];
+    const add = (finding: CheckFinding): void => {
+      if (findings.length < MAX_CHECK_FINDINGS) findings.push(finding);
+    };
     const file = this.path;
     const spans: { start: number; end: number; g: number }[] = [];
     let scratch: Buffer | undefined;
@@ -639,7 +642,7 @@ export class SparseExtent {
       try {
         gt = await this.table(t);
       } catch (error) {
-        findings.push(findingOf(error, file));
+        add(findingOf(error, file));
         continue;
       }
       if (!gt) continue;
@@ -649,7 +652,7 @@ export class SparseExtent {
         if (entry <= GTE_ZEROED || g >= this.numGrains) continue;
         const offset = entry * SECTOR;
         if (offset >= this.file.size) {
-          findings.push({
+          add({
             code: "VMDK_GRAIN_PAST_EOF",
             severity: "corruption",
             message: `grain ${g} points at sector ${entry}, past the end of the file`,
@@ -666,7 +669,7 @@ export class SparseExtent {
             this.inflater.inflateInto(payload, scratch, file, offset);
             bytes = GRAIN_MARKER_BYTES + payload.length;
           } catch (error) {
-            findings.push(findingOf(error, file));
+            add(findingOf(error, file));
             continue;
           }
         }
@@ -678,7 +681,7 @@ export class SparseExtent {
       const prev = spans[i - 1]!;
       const cur = spans[i]!;
       if (cur.start < prev.end) {
-        findings.push({
+        add({
           code: "VMDK_GRAIN_OVERLAP",
           severity: "corruption",
           message: `grains ${prev.g} and ${cur.g} overlap in the file (bytes ${cur.start}..${Math.min(prev.end, cur.end)})`,
@@ -690,6 +693,13 @@ export class SparseExtent {
     return findings;
   }
 }
+
+/**
+ * Findings one structural check lists: a hostile table can break millions
+ * of entries (one mutated capacity field gave 126 252, and `push(...them)`
+ * overflowed the stack); past this many the rest are not listed.
+ */
+export const MAX_CHECK_FINDINGS = 1000;
 
 export function findingOf(error: unknown, file: string): CheckFinding {
   if (error instanceof OvfkitError) {

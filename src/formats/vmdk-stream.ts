@@ -19,6 +19,7 @@ import {
   MARKER_SIZE,
   MARKER_TYPE,
   MARKER_VAL,
+  MAX_CHECK_FINDINGS,
   metadataMarker,
   parseSparseHeader,
   SECTOR,
@@ -273,6 +274,7 @@ export async function checkStreamLayout(file: RandomAccessFile): Promise<CheckFi
   const findings: CheckFinding[] = [];
   const path = file.path;
   const noncanonical = (message: string, offset?: number) =>
+    findings.length < MAX_CHECK_FINDINGS &&
     findings.push({
       code: NONCANONICAL,
       severity: "warning",
@@ -281,6 +283,7 @@ export async function checkStreamLayout(file: RandomAccessFile): Promise<CheckFi
       ...(offset === undefined ? {} : { offset }),
     });
   const corrupt = (code: string, message: string, offset: number) =>
+    findings.length < MAX_CHECK_FINDINGS &&
     findings.push({ code, severity: "corruption", message, file: path, offset });
 
   const header: SparseHeader = parseSparseHeader(

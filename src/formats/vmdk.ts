@@ -173,8 +173,10 @@ class VmdkReader implements DiskReader {
 
   /** Unallocated here: the parent's map where there is a parent. */
   private async *unallocated(from: number, to: number): AsyncGenerator<Extent> {
-    if (this.parent) yield* this.parent.map(from, to - from);
-    else yield { offset: from, length: to - from, kind: "unallocated" };
+    // a child larger than its parent: past the parent's end nothing is stored anywhere (as qemu reads it)
+    const parentEnd = this.parent ? Math.max(from, Math.min(to, this.parent.virtualSize)) : from;
+    if (this.parent && parentEnd > from) yield* this.parent.map(from, parentEnd - from);
+    if (parentEnd < to) yield { offset: parentEnd, length: to - parentEnd, kind: "unallocated" };
   }
 
   private async *sparseMap(
@@ -226,8 +228,10 @@ class VmdkReader implements DiskReader {
   }
 
   private async readUnallocated(from: number, target: Buffer): Promise<void> {
-    if (this.parent) await this.parent.read(from, target.length, target);
-    else target.fill(0);
+    // past the end of a smaller parent: zeros (reading on gave READ_OUT_OF_RANGE from the parent)
+    const inParent = this.parent ? Math.max(0, Math.min(target.length, this.parent.virtualSize - from)) : 0;
+    if (this.parent && inParent > 0) await this.parent.read(from, inParent, target);
+    target.fill(0, inParent);
   }
 
   private async readSparse(seg: Segment & { kind: "sparse" }, from: number, target: Buffer): Promise<void> {

@@ -83,17 +83,6 @@ const READ_MAX = 64 * 1024;
 
 let documented: Set<string> | undefined;
 
-/**
- * Codes the parsers throw that no document names yet. Each is reported to
- * its owner (see docs/reliability.md, "Findings"); the fuzzer still fails on
- * any other undocumented code. Remove an entry once the owner documents it.
- */
-export const KNOWN_UNDOCUMENTED = new Set([
-  "QCOW2_BAD_HEADER",
-  "QCOW2_UNSUPPORTED_VERSION",
-  "VHDX_UNSUPPORTED_VERSION",
-]);
-
 /** Every `UPPER_SNAKE` code named in README.md and docs/*.md. */
 export function documentedCodes(): Set<string> {
   if (documented) return documented;
@@ -183,7 +172,7 @@ export function classify(step: string, error: unknown): Failure | undefined {
         kind: "exception",
         detail: `masked as ${error.code}: ${masked.stack ?? masked.message}`,
       };
-    if (documentedCodes().has(error.code) || KNOWN_UNDOCUMENTED.has(error.code)) return undefined;
+    if (documentedCodes().has(error.code)) return undefined;
     return { step, kind: "undocumented-code", detail: `${error.code}: ${error.message}` };
   }
   const stack = error instanceof Error ? (error.stack ?? `${error.name}: ${error.message}`) : String(error);

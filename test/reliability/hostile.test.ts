@@ -378,6 +378,43 @@ describe("OVF folder hrefs that are symbolic links", () => {
   });
 });
 
+/**
+ * Found by this suite (fixed in src/formats/vmdk-descriptor.ts): an extent named plainly but
+ * being a symbolic link to a file elsewhere was read — `convert` copied the linked file.
+ */
+describe("VMDK extents that are symbolic links", () => {
+  it("a link leaving the folder is VMDK_EXTENT_OUTSIDE; allowed with allowExtentOutside; a link inside is fine", async () => {
+    const root = join(dir, "vmdk-symlink");
+    const img = join(root, "img");
+    mkdirSync(join(img, "store"), { recursive: true });
+    writeFileSync(join(root, "secret.bin"), Buffer.alloc(4096, 0x5a));
+    const descriptor = [
+      "# Disk DescriptorFile",
+      "version=1",
+      "CID=fffffffe",
+      "parentCID=ffffffff",
+      'createType="monolithicFlat"',
+      'RW 8 FLAT "disk-flat.vmdk" 0',
+      "",
+    ].join("\n");
+    writeFileSync(join(img, "disk.vmdk"), descriptor);
+    symlinkSync(join("..", "secret.bin"), join(img, "disk-flat.vmdk"));
+    expect(await firstError(join(img, "disk.vmdk"))).toMatchObject({ code: "VMDK_EXTENT_OUTSIDE" });
+    const allowed = await openDisk(join(img, "disk.vmdk"), { allowExtentOutside: true });
+    expect((await allowed.read(0, 512))[0]).toBe(0x5a);
+    await allowed.close();
+
+    const inside = join(root, "inside");
+    mkdirSync(join(inside, "store"), { recursive: true });
+    writeFileSync(join(inside, "store", "data.bin"), Buffer.alloc(4096, 0x33));
+    writeFileSync(join(inside, "disk.vmdk"), descriptor);
+    symlinkSync(join("store", "data.bin"), join(inside, "disk-flat.vmdk"));
+    const reader = await openDisk(join(inside, "disk.vmdk"));
+    expect((await reader.read(0, 512))[0]).toBe(0x33);
+    await reader.close();
+  });
+});
+
 function envelopeWithHref(href: string, size: number): string {
   return `<?xml version="1.0" encoding="UTF-8"?>
 <Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1">
