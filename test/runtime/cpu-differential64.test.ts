@@ -64,7 +64,7 @@ function generate(rng: Rng): Case {
   const r9 = value64(rng);
   const flags = (rng.next() & ARITH) | 2;
   const op = rng.int(8);
-  const form = rng.int(12);
+  const form = rng.int(14);
   const imm8 = rng.int(256);
   const imm32 = rng.value() >>> 0;
   const le32 = [imm32 & 0xff, (imm32 >>> 8) & 0xff, (imm32 >>> 16) & 0xff, imm32 >>> 24];
@@ -128,6 +128,30 @@ function generate(rng: Rng): Case {
       const name = `${["rol", "ror", "", "", "shl", "shr", "", "sar"][sub]} r8, ${count}`;
       const code = byOne ? [0x49, 0xd1, 0xc0 | (sub << 3)] : [0x49, 0xc1, 0xc0 | (sub << 3), count];
       return { ...base, name, code, defined };
+    }
+    case 12: {
+      // BSF/BSR of a non-zero source (the destination is undefined for 0); only ZF is defined.
+      const reverse = rng.int(2) === 1;
+      const source = r9 === 0n ? 1n << BigInt(rng.int(64)) : r9;
+      return {
+        ...base,
+        r9: source,
+        name: reverse ? "bsr r8, r9" : "bsf r8, r9",
+        code: [0x4d, 0x0f, reverse ? 0xbd : 0xbc, 0xc1],
+        defined: ZF,
+      };
+    }
+    case 13: {
+      const kind = rng.int(4);
+      const name = ["bt", "bts", "btr", "btc"][kind]!;
+      if (rng.int(2) === 0)
+        return { ...base, name: `${name} r8, r9`, code: [0x4d, 0x0f, 0xa3 + 8 * kind, 0xc8], defined: CF };
+      return {
+        ...base,
+        name: `${name} r8, ${imm8}`,
+        code: [0x49, 0x0f, 0xba, 0xe0 | (kind << 3), imm8],
+        defined: CF,
+      };
     }
     case 10:
       return { ...base, name: "imul r8, r9", code: [0x4d, 0x0f, 0xaf, 0xc1], defined: CF | OF };
@@ -241,7 +265,7 @@ function runOnEmulator(m: ReturnType<typeof longModeMachine>, c: Case): Outcome 
 }
 
 describe.skipIf(missing !== "")("CPU differential test against the host CPU, 64-bit mode", () => {
-  it(`REX.W ALU, INC/DEC/NOT/NEG, TEST, MOVSXD, LEA, shifts, rotates, IMUL and 32-bit zero-extending forms: ${CASES} random cases agree`, () => {
+  it(`REX.W ALU, INC/DEC/NOT/NEG, TEST, MOVSXD, LEA, shifts, rotates, IMUL, BSF/BSR, BT/BTS/BTR/BTC and 32-bit zero-extending forms: ${CASES} random cases agree`, () => {
     const dir = tempDir("ovfkit-diff64-");
     const harness = join(dir, "alu64");
     run("gcc", ["-O2", "-mno-red-zone", "-o", harness, join(import.meta.dirname, "differential", "alu64.c")]);

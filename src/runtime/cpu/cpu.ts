@@ -4750,6 +4750,53 @@ export class X86Cpu implements Cpu, CodeSource {
         this.executeTwoByte(insn, op);
         this.regsHigh[0] = this.regsHigh[1] = this.regsHigh[2] = this.regsHigh[3] = 0;
         return true;
+      case 0xbc:
+      case 0xbd: {
+        if (size === SIZE16) return false;
+        const src = this.readOperand64(insn, size);
+        const srcHi = size === 64 ? this.hi : 0;
+        this.materializeFlags();
+        if ((src | srcHi) === 0) {
+          this.flagsBase |= ZF; // destination left unchanged, as current CPUs do
+          return true;
+        }
+        this.flagsBase &= ~ZF;
+        const lowest = (x: number) => 31 - Math.clz32(x & -x);
+        const index =
+          op === 0xbc
+            ? src !== 0
+              ? lowest(src)
+              : 32 + lowest(srcHi)
+            : srcHi !== 0
+              ? 63 - Math.clz32(srcHi)
+              : 31 - Math.clz32(src);
+        this.setReg64(size, insn.reg, index, 0);
+        return true;
+      }
+      case 0xa3:
+      case 0xab:
+      case 0xb3:
+      case 0xbb:
+      case 0xba: {
+        // BT/BTS/BTR/BTC: register operands, or memory with an immediate bit offset.
+        if (size === SIZE16 || (op !== 0xba && !insn.rmIsReg)) return false;
+        const kind = op === 0xba ? insn.reg & 7 : 4 + ((op >> 3) & 3);
+        if (kind < 4) return false;
+        const bits = size === 64 ? 63 : 31;
+        const offset = (op === 0xba ? insn.imm : this.regs[insn.reg]!) & bits;
+        let lo = this.readOperand64(insn, size);
+        let hi = size === 64 ? this.hi : 0;
+        const mask = 1 << (offset & 31);
+        const inHigh = offset >= 32;
+        const set = ((inHigh ? hi : lo) & mask) !== 0;
+        this.setFlagBit(CF, set);
+        if (kind === 4) return true;
+        const apply = (v: number) => (kind === 5 ? v | mask : kind === 6 ? v & ~mask : v ^ mask);
+        if (inHigh) hi = apply(hi);
+        else lo = apply(lo);
+        this.writeOperandAgain64(insn, size, lo, hi);
+        return true;
+      }
       case 0xb0:
       case 0xb1: {
         // CMPXCHG: compare rAX with r/m; equal -> r/m = reg, else rAX = r/m (the memory is written either way).
