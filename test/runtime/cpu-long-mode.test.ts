@@ -196,8 +196,58 @@ after_pf3:
 after_retf:
   mov eax, ss
   report                                   ; 0
+  mov ecx, 0xc0000100                      ; FS_BASE
+  lea rax, [rel dst_q]
+  xor edx, edx
+  wrmsr
+  mov eax, [fs:0]
+  report                                   ; 0xabababab (dst_q after REP STOSB)
+  mov ecx, 0xc0000102                      ; KERNEL_GS_BASE
+  lea rax, [rel qword_value]
+  xor edx, edx
+  wrmsr
+  swapgs
+  mov eax, [gs:4]
+  report                                   ; 0x11223344
+  mov ecx, 0xc0000080
+  rdmsr
+  or eax, 1                                ; EFER.SCE
+  wrmsr
+  mov ecx, 0xc0000081                      ; STAR: kernel CS 0x18, SS 0x20
+  xor eax, eax
+  mov edx, 0x18
+  wrmsr
+  mov ecx, 0xc0000082                      ; LSTAR
+  lea rax, [rel syscall_entry]
+  xor edx, edx
+  wrmsr
+  mov ecx, 0xc0000084                      ; FMASK: clear DF
+  mov eax, 0x400
+  xor edx, edx
+  wrmsr
+  std
+  syscall
+after_syscall:
+  pushfq
+  pop rax
+  and eax, 0x400
+  report                                   ; DF restored from R11 by hand below: 0x400
   cli
   hlt
+
+syscall_entry:
+  lea rax, [rel after_syscall]
+  sub rax, rcx
+  report                                   ; 0: RCX = return RIP
+  mov eax, ss
+  report                                   ; 0x20
+  pushfq
+  pop rax
+  and eax, 0x400
+  report                                   ; 0: FMASK cleared DF
+  push r11
+  popfq                                    ; the caller's RFLAGS (DF set)
+  jmp rcx
 
 func:
   mov rcx, rbx
@@ -252,7 +302,7 @@ idtr: dw idt_end - idt - 1
 `;
 
 describe.skipIf(noNasm)("long mode", () => {
-  it("enters IA-32e mode and runs 64-bit code: R8-R15, RIP-relative, call/ret, 4-level paging, a 64-bit IDT gate, IRETQ, #PF, strings, XADD/CMPXCHG, MUL/DIV", () => {
+  it("enters IA-32e mode and runs 64-bit code: R8-R15, RIP-relative, call/ret, 4-level paging, a 64-bit IDT gate, IRETQ, #PF, strings, XADD/CMPXCHG, MUL/DIV, FS/GS bases, SWAPGS, SYSCALL", () => {
     const m = bareMachine();
     const stop = runReal(m, assemble(PROGRAM));
     expect(stop, m.cpu.describeState()).toEqual(HALTED);
@@ -297,6 +347,12 @@ describe.skipIf(noNasm)("long mode", () => {
         0x07000000, // BSWAP
         7, // SHL
         0, // SS after MOV SS, 0 and RETFQ
+        0xabababab, // FS base
+        0x11223344, // SWAPGS
+        0, // SYSCALL: RCX
+        0x20, // SS from STAR
+        0, // FMASK
+        0x400, // R11 kept the flags
       ].map((w) => w.toString(16)),
     );
     expect(m.cpu.mode).toBe("long64");
