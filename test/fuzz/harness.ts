@@ -382,21 +382,23 @@ export async function exercisePackage(path: string): Promise<Failure[]> {
     const target = join(sandbox, "target");
     mkdirSync(sandbox, { recursive: true });
     const f = await guard("unpackOva", async () => {
-      try {
-        await unpackOva(path, target, { verify: false });
-      } finally {
-        const outside = readdirSync(sandbox).filter((name) => name !== "target");
-        const nested = existsSync(target) ? readdirSync(target, { recursive: true }).map(String) : [];
-        const escaped = nested.filter(
-          (name) => name.includes("/") || name.includes("\\") || name.startsWith("."),
+      // a refusal is fine; what counts is where files landed, checked before the refusal is passed on
+      const refusal = await unpackOva(path, target, { verify: false }).then(
+        () => undefined,
+        (error: unknown) => error ?? new Error("unpack rejected without a reason"),
+      );
+      const outside = readdirSync(sandbox).filter((name) => name !== "target");
+      const nested = existsSync(target) ? readdirSync(target, { recursive: true }).map(String) : [];
+      const escaped = nested.filter(
+        (name) => name.includes("/") || name.includes("\\") || name.startsWith("."),
+      );
+      rmSync(sandbox, { recursive: true, force: true });
+      if (outside.length > 0 || escaped.length > 0) {
+        throw new Error(
+          `unpack wrote outside its folder or into subfolders: ${[...outside, ...escaped].join(", ")}`,
         );
-        rmSync(sandbox, { recursive: true, force: true });
-        if (outside.length > 0 || escaped.length > 0) {
-          throw new Error(
-            `unpack wrote outside its folder or into subfolders: ${[...outside, ...escaped].join(", ")}`,
-          );
-        }
       }
+      if (refusal !== undefined) throw refusal;
     });
     if (f) failures.push(f);
   }
