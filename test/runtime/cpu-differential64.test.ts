@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import { tempDir } from "../helpers/tmp.js";
 import { hasTool, run, skipReason } from "../helpers/tools.js";
 import { assemble, bareMachine } from "./cpu-harness.js";
+import { ENTER_PROTECTED_MODE } from "./cpu-programs.js";
 import { Rng } from "./differential/cases.js";
 
 /**
@@ -190,23 +191,7 @@ function runOnHost(harness: string, cases: readonly Case[]): Outcome[] {
 /** A bare machine put into 64-bit mode once (identity-mapped 2 MiB page); each case runs at CODE_ADDRESS. */
 function longModeMachine() {
   const m = bareMachine();
-  const enter = assemble(`bits 16
-org 0x7c00
-  cli
-  xor ax, ax
-  mov ds, ax
-  lgdt [gdtr]
-  mov eax, cr0
-  or al, 1
-  mov cr0, eax
-  jmp 0x08:pm32
-bits 32
-pm32:
-  mov ax, 0x10
-  mov ds, ax
-  mov es, ax
-  mov ss, ax
-  mov esp, 0x90000
+  const enter = assemble(`${ENTER_PROTECTED_MODE}  mov esp, 0x90000
   mov edi, 0x10000
   mov ecx, 0xc00
   xor eax, eax

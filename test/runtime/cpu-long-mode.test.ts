@@ -3,6 +3,7 @@ import { IoBus, MemoryBus } from "../../src/runtime/bus.js";
 import { X86Cpu } from "../../src/runtime/cpu/cpu.js";
 import { skipReason } from "../helpers/tools.js";
 import { assemble, bareMachine, runReal, TestInterrupts } from "./cpu-harness.js";
+import { ENTER_PROTECTED_MODE } from "./cpu-programs.js";
 
 /**
  * Long mode: a nasm program goes real -> protected -> IA-32e mode (4-level
@@ -23,23 +24,7 @@ const PROGRAM = `
   mov eax, [rel scratch + 4]
   out 0xec, eax
 %endmacro
-bits 16
-org 0x7c00
-  cli
-  xor ax, ax
-  mov ds, ax
-  lgdt [gdtr]
-  mov eax, cr0
-  or al, 1
-  mov cr0, eax
-  jmp 0x08:pm32
-bits 32
-pm32:
-  mov ax, 0x10
-  mov ds, ax
-  mov es, ax
-  mov ss, ax
-  mov esp, 0x90000
+${ENTER_PROTECTED_MODE}  mov esp, 0x90000
   ; page tables: PML4 0x10000, PDPT 0x11000, PD 0x12000, PT 0x13000
   mov edi, 0x10000
   mov ecx, 0x1000

@@ -31,10 +31,12 @@ const MACROS = `
 %endmacro
 `;
 
-/** A protected-mode program: `body` runs at label test_body in 32-bit ring 0 with ESP=0x90000. */
-export function protectedModeProgram(body: string): string {
-  return `${MACROS}
-bits 16
+/**
+ * The boot-sector start every test program shares: real mode at 0x7C00,
+ * load the program's `gdtr`, enable protection, far-jump to 32-bit `pm32`
+ * and load DS, ES and SS with the flat data selector (AX = 0x10 after it).
+ */
+export const ENTER_PROTECTED_MODE = `bits 16
 org 0x7c00
   cli
   xor ax, ax
@@ -50,7 +52,12 @@ pm32:
   mov ds, ax
   mov es, ax
   mov ss, ax
-  mov fs, ax
+`;
+
+/** A protected-mode program: `body` runs at label test_body in 32-bit ring 0 with ESP=0x90000. */
+export function protectedModeProgram(body: string): string {
+  return `${MACROS}
+${ENTER_PROTECTED_MODE}  mov fs, ax
   mov gs, ax
   mov esp, 0x90000
   mov edi, ${IDT_BASE}
